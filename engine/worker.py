@@ -1,0 +1,126 @@
+"""The prompt worker: takes prompts from the persistent queue one at a time, runs them, writes history.
+
+It runs as a task on the event loop; the executor keeps model calls off it. A prompt left running by a
+killed process is put back in the queue by ``Store.recover()`` at start-up and runs again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from engine.events import Event, EventSink, discard
+from engine.executor import Execution, Executor
+from engine.prompt import Prompt, PromptFormatError
+from engine.store import QueueItem, Store
+from engine.validation import PromptInvalid
+
+log = logging.getLogger(__name__)
+
+
+class PromptWorker:
+    def __init__(self, store: Store, executor: Executor, on_event: EventSink = discard,
+                 on_queue_change: Callable[[], None] | None = None):
+        self.store = store
+        self.executor = executor
+        self.on_event = on_event
+        self.on_queue_change = on_queue_change or (lambda: None)
+        self.current: QueueItem | None = None
+        self._execution: Execution | None = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def start(self) -> asyncio.Task[None]:
+        recovered = self.store.recover()
+        if recovered:
+            log.info("resuming %d prompt(s) left in the queue by the last run", recovered)
+        self._task = asyncio.create_task(self._loop(), name="prompt-worker")
+        self._wake.set()
+        return self._task
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self.interrupt()
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, timeout=10)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+
+    def wake(self) -> None:
+        """Call after enqueueing: the worker looks at the queue again."""
+        self._wake.set()
+
+    def interrupt(self, prompt_id: str | None = None) -> bool:
+        """Interrupt the running prompt (any, or only ``prompt_id``); returns whether one was interrupted."""
+        execution = self._execution
+        if execution is None or (prompt_id is not None and execution.prompt_id != prompt_id):
+            return False
+        execution.interrupt()
+        return True
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            item = await asyncio.to_thread(self.store.claim_next)
+            if item is None:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            self.current = item
+            self.on_queue_change()
+            try:
+                await self.run_item(item)
+            except Exception:  # the worker must survive anything a prompt does
+                log.exception("prompt %s failed outside a node", item.prompt_id)
+            finally:
+                self.current = None
+                self.on_queue_change()
+
+    def _emit_for(self, item: QueueItem) -> EventSink:
+        client_id = item.client_id
+
+        def emit(event: Event) -> None:
+            self.on_event(Event(event.type, event.data, client_id))
+        return emit
+
+    async def run_item(self, item: QueueItem) -> None:
+        started = time.time()
+        emit = self._emit_for(item)
+        try:
+            prompt = Prompt.from_api(item.prompt)
+            self._execution = self.executor.start(prompt, item.prompt_id, item.outputs_to_execute or None, emit)
+        except (PromptInvalid, PromptFormatError) as exc:  # e.g. a pack was disabled since it was queued
+            error = {"prompt_id": item.prompt_id, "node_id": None, "node_type": None, "executed": [],
+                     "exception_message": f"the prompt is no longer valid: {exc}",
+                     "exception_type": type(exc).__name__, "traceback": [], "current_inputs": {},
+                     "current_outputs": []}
+            emit(Event("execution_error", error))
+            await asyncio.to_thread(self.store.complete, item.prompt_id, "error", {},
+                                    [["execution_error", error]], None, error)
+            return
+        try:
+            result = await self._execution.run()
+        finally:
+            self._execution = None
+            self.executor.prune_instances((nid, n.class_type) for nid, n in prompt.nodes.items())
+        meta = {nid: {"node_id": nid, "display_node": nid, "real_node_id": nid} for nid in result.outputs}
+        timings = {**result.timings, "started": started}
+        messages = [[kind, _jsonable(data)] for kind, data in result.messages]
+        await asyncio.to_thread(self.store.complete, item.prompt_id, result.status, _jsonable(result.outputs),
+                                messages, timings, _jsonable(result.error), meta)
+
+
+def _jsonable(value: Any) -> Any:
+    """History is JSON: drop what isn't (binary previews, objects) rather than fail to record it."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items() if not isinstance(v, bytes | bytearray)}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return repr(value)

@@ -1,0 +1,106 @@
+"""AvatarGraph: a node-graph workflow engine whose flagship workflow is a conversational talking avatar.
+
+    python main.py                       start the app (server + editor) on 127.0.0.1:8188
+    python main.py run WORKFLOW.json [--set NODE.input=value | --set input=value ...] [--output PATH]
+    python main.py validate WORKFLOW.json
+    python main.py nodes
+    python main.py models [install [ID ...]]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from engine.cli import CliError, cmd_nodes, cmd_run, cmd_validate  # noqa: E402
+from engine.runtime import Runtime, RuntimeConfig  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="main.py", description="AvatarGraph workflow engine")
+    parser.add_argument("--listen", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8188)
+    parser.add_argument("--data-dir", type=Path, default=ROOT / "data",
+                        help="queue, history, settings, inputs and outputs (default ./data)")
+    parser.add_argument("--models-dir", type=Path, default=None, help="model weights (default ./models)")
+    parser.add_argument("--vram-budget", type=float, default=None, metavar="GB",
+                        help="GPU memory the models may use; on a CPU-only machine this simulates a GPU budget")
+    parser.add_argument("--enable-pack", action="append", default=[], metavar="NAME",
+                        help="load this custom node pack from custom_nodes/ (packs run arbitrary code)")
+    parser.add_argument("--token", default=None, help="API token required from clients (default: generated "
+                                                      "when --listen is not loopback)")
+    parser.add_argument("--no-local-worker", action="store_true", help="accept and serve only")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command")
+
+    run = sub.add_parser("run", help="run a workflow headless")
+    run.add_argument("workflow", type=Path)
+    run.add_argument("--set", action="append", default=[], metavar="NODE.input=value",
+                     help="set an input; a bare input=value sets it on the single node that has it")
+    run.add_argument("--output", type=Path, default=None, help="copy the workflow's output file here")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    val = sub.add_parser("validate", help="check a workflow without running it")
+    val.add_argument("workflow", type=Path)
+
+    sub.add_parser("nodes", help="list the registered node types")
+
+    models = sub.add_parser("models", help="list models and their status; 'models install' installs them")
+    models.add_argument("action", nargs="?", choices=["list", "install", "verify"], default="list")
+    models.add_argument("ids", nargs="*")
+
+    voice = sub.add_parser("voice", help="voice cloning: prepare a dataset, train an XTTS voice")
+    voice.add_argument("voice_args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def make_runtime(args: argparse.Namespace) -> Runtime:
+    config = RuntimeConfig(data_dir=args.data_dir, models_dir=args.models_dir, vram_budget_gb=args.vram_budget,
+                           enabled_packs=set(args.enable_pack))
+    runtime = Runtime(config)
+    runtime.load_nodes()
+    return runtime
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "models":
+            from engine.model_store import ModelStore, cli_install, cli_list
+            store = ModelStore.default(args.models_dir)
+            if args.action == "install":
+                return cli_install(store, args.ids)
+            if args.action == "verify":
+                return cli_install(store, args.ids, verify_only=True)
+            print(cli_list(store))
+            return 0
+        if args.command == "voice":
+            from nodes.speak.voice_cli import main as voice_main
+            return voice_main(args.voice_args)
+        runtime = make_runtime(args)
+        if args.command == "run":
+            return cmd_run(runtime.executor, args.workflow, args.set, args.output, args.quiet)
+        if args.command == "validate":
+            return cmd_validate(runtime.registry, args.workflow)
+        if args.command == "nodes":
+            return cmd_nodes(runtime.registry)
+        from server.app import serve
+        return serve(runtime, host=args.listen, port=args.port, token=args.token,
+                     local_worker=not args.no_local_worker)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

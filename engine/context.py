@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from engine.events import Event
 
 if TYPE_CHECKING:
-    from engine.model_manager import ModelManager
+    from engine.model_manager import ModelManager, ModelSpec
     from engine.session import Session
 
 R = TypeVar("R")
@@ -54,6 +54,36 @@ class NodeContext:
         """Run blocking work (model inference, file I/O) in a worker thread, off the event loop."""
         call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
         return await self.loop.run_in_executor(None, call)
+
+    @property
+    def owner(self) -> str:
+        """The pin owner for models this node uses while it runs."""
+        return f"{self.prompt_id}/{self.node_id}"
+
+    def model(self, spec: ModelSpec) -> Any:
+        """Load (or reuse) a model through the manager and keep it loaded while this node runs.
+
+        Blocking: call it from ``run_blocking`` work or a plain ``run``. Without a manager (unit tests),
+        the model is loaded once per node instance.
+        """
+        if self.models is None:
+            cache = self.state.setdefault("_models", {})
+            if spec.id not in cache:
+                cache[spec.id] = spec.load("cpu")
+            return cache[spec.id]
+        if spec.id not in self.models:
+            self.models.register(spec)
+        self.models.pin(spec.id, self.owner)
+        return self.models.get(spec.id)
+
+    async def amodel(self, spec: ModelSpec) -> Any:
+        """``model`` for async nodes: the load runs in a worker thread."""
+        return await self.run_blocking(self.model, spec)
+
+    def release_models(self) -> None:
+        """Drop this node's pins (the executor calls it when the node has finished)."""
+        if self.models is not None:
+            self.models.unpin_all(self.owner)
 
     def _emit_threadsafe(self, event: Event) -> None:
         try:

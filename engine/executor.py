@@ -322,7 +322,11 @@ class Execution:
             ctx = NodeContext(nid, cls.TYPE, self.prompt_id, self._loop, self.emit, self.interrupted,  # type: ignore[arg-type]
                               self.executor.models, self.session, state)
             began = time.perf_counter()
-            produced = await self._call(node, ctx, inputs)
+            try:
+                produced = await self._call(node, ctx, inputs)
+            except BaseException:
+                ctx.release_models()
+                raise
             outputs = list(produced.outputs)
             if len(outputs) != len(cls.OUTPUTS):
                 raise NodeFailed(nid, cls.TYPE, f"{cls.TYPE} (node {nid}) returned {len(outputs)} output(s) but "
@@ -335,8 +339,11 @@ class Execution:
                     outputs[index] = stream
             final = NodeResult(tuple(outputs), produced.ui)
             ready.set_result(final)
-            if pumps:
-                await asyncio.gather(*pumps)
+            try:
+                if pumps:
+                    await asyncio.gather(*pumps)
+            finally:
+                ctx.release_models()
             self._release_inputs(nid)
             self.result.timings[nid] = time.perf_counter() - began
             self.result.executed.append(nid)
@@ -346,6 +353,7 @@ class Execution:
                 if nid in self.output_ids:
                     self.result.outputs[nid] = final.ui
                 self._event("executed", node=nid, display_node=nid, output=final.ui)
+            self._event("node_done", node=nid, seconds=self.result.timings[nid])
             if not (cls.has_streams() or not cls.DETERMINISTIC):
                 self.executor.cache.put(self._keys[nid], final)
         except asyncio.CancelledError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,12 +29,25 @@ MediaSink = Callable[[Any], Awaitable[None]]
 
 
 class InputChannel:
-    """Bounded queue of live input chunks (e.g. PCM16 mic frames); one consumer at a time."""
+    """Bounded queue of live input chunks (e.g. PCM16 mic frames); one consumer at a time.
 
-    def __init__(self, name: str, maxsize: int):
+    It remembers the last ``history`` chunks it handed out, so that after a barge-in restart the new
+    consumer can hear the start of the utterance that caused it (``rewind``).
+    """
+
+    def __init__(self, name: str, maxsize: int, history: int = 64):
         self.name = name
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize)
+        self._recent: deque[bytes] = deque(maxlen=history)
+        self._replay: deque[bytes] = deque()
         self.dropped = 0
+
+    def rewind(self, chunks: int | None = None) -> int:
+        """Hand the last ``chunks`` delivered chunks (all remembered ones by default) out again, first."""
+        recent = list(self._recent)[-chunks:] if chunks else list(self._recent)
+        self._replay.extendleft(reversed(recent))
+        self._recent.clear()
+        return len(recent)
 
     def put_nowait(self, data: bytes) -> None:
         """Live audio must not stall the socket reader: when the consumer lags, the oldest chunk goes."""
@@ -53,9 +67,13 @@ class InputChannel:
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         while True:
-            item = await self._queue.get()
+            if self._replay:
+                item: bytes | None = self._replay.popleft()
+            else:
+                item = await self._queue.get()
             if item is None:
                 return
+            self._recent.append(item)
             yield item
 
 

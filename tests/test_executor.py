@@ -244,3 +244,47 @@ async def test_oom_twice_gives_clear_error(reg):
         {"h": {"class_type": "AlwaysOOM", "inputs": {}}, "s": {"class_type": "Show", "inputs": {"value": ["h", 0]}}})
     assert result.status == "error"
     assert "budget" in result.error["exception_message"].lower()
+
+
+async def test_progress_from_worker_thread_and_node_done(reg):
+    events = []
+    p = {"c": {"class_type": "Const", "inputs": {}},
+         "b": {"class_type": "BlockingSleep", "inputs": {"value": ["c", 0], "seconds": 0.1}},
+         "s": {"class_type": "Show", "inputs": {"value": ["b", 0]}}}
+    result = await Executor(reg).execute(p, on_event=lambda e: events.append(e))
+    assert result.ok
+    progress = [e.data for e in events if e.type == "progress"]
+    assert progress and all(d["node"] == "b" and d["max"] == 100 for d in progress)
+    assert [d["value"] for d in progress] == sorted(d["value"] for d in progress)
+    assert {e.data["node"] for e in events if e.type == "node_done"} == {"c", "b", "s"}
+
+
+def test_ram_pressure_evicts_least_recently_used():
+    cache = OutputCache(max_entries=100, ram_headroom_bytes=1 << 60)  # more headroom than any machine has
+    for i in range(10):
+        cache._entries[bytes([i])] = i
+    cache.get(bytes([0]))  # most recently used now
+    evicted = cache.poll_ram()
+    assert evicted == 10 and len(cache) == 0
+    small = OutputCache(max_entries=100, ram_headroom_bytes=1)
+    small.put(b"k", 1)
+    assert small.poll_ram() == 0 and small.get(b"k") == 1
+
+
+async def test_models_used_by_a_running_node_are_pinned_until_it_finishes(reg):
+    models = ModelManager(vram_budget_bytes=10 * 2**30)
+    seen = {}
+
+    class UsesModel(Node):
+        OUTPUTS = (Output("value", T.INT),)
+
+        def run(self, ctx):
+            model = ctx.model(ModelSpec("m", "test", 2**30, load=lambda device: {"device": device}))
+            seen["pinned"] = [i.pinned_by for i in ctx.models.loaded() if i.id == "m"][0]
+            return (len(model),)
+
+    reg.register(UsesModel)
+    result = await Executor(reg, models=models).execute(
+        {"u": {"class_type": "UsesModel", "inputs": {}}, "s": {"class_type": "Show", "inputs": {"value": ["u", 0]}}})
+    assert result.ok and seen["pinned"]
+    assert not [i for i in models.loaded() if i.pinned_by], "pins are released when the node is done"

@@ -34,6 +34,7 @@ class NodeContext:
     models: ModelManager | None = None
     session: Session | None = None
     state: dict[str, Any] = field(default_factory=dict)  # per node instance, survives across runs
+    hidden: Any = None  # what ComfyUI's hidden inputs ask for (engine.comfy_compat.HiddenValues)
 
     def progress(self, value: float, maximum: float) -> None:
         """Report progress; safe to call from a worker thread."""

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 
 from engine import types as T
+from engine.comfy_compat import HiddenValues
 from engine.cache import CacheKey, OutputCache, make_key, unique_key
 from engine.context import Interrupted, NodeContext
 from engine.events import Event, EventSink, discard
@@ -83,20 +84,22 @@ class Executor:
 
     def start(self, prompt: Prompt | dict[str, Any], prompt_id: str | None = None,
               targets: Iterable[str] | None = None, on_event: EventSink = discard,
-              session: Session | None = None) -> Execution:
+              session: Session | None = None, extra_data: dict[str, Any] | None = None) -> Execution:
         """Validate and prepare a run; ``await execution.run()`` executes it, ``interrupt()`` stops it."""
         if not isinstance(prompt, Prompt):
             prompt = Prompt.from_api(prompt)
         report = validate(prompt, self.registry, targets)
         if not report.ok:
             raise PromptInvalid(report)
-        return Execution(self, prompt, prompt_id or str(uuid.uuid4()), report.outputs, report.values,
-                         on_event, session, report.graph)
+        execution = Execution(self, prompt, prompt_id or str(uuid.uuid4()), report.outputs, report.values,
+                              on_event, session, report.graph)
+        execution.extra_data = extra_data or {}
+        return execution
 
     async def execute(self, prompt: Prompt | dict[str, Any], prompt_id: str | None = None,
                       targets: Iterable[str] | None = None, on_event: EventSink = discard,
-                      session: Session | None = None) -> ExecutionResult:
-        execution = self.start(prompt, prompt_id, targets, on_event, session)
+                      session: Session | None = None, extra_data: dict[str, Any] | None = None) -> ExecutionResult:
+        execution = self.start(prompt, prompt_id, targets, on_event, session, extra_data)
         return await execution.run()
 
     def interrupt(self) -> None:
@@ -134,6 +137,8 @@ class Execution:
         self.graph = graph if graph is not None else prompt.graph()
         self.interrupted = threading.Event()
         self.result = ExecutionResult(prompt_id, "running")
+        self.extra_data: dict[str, Any] = {}
+        self._api_prompt: dict[str, Any] | None = None
         self._classes = {nid: executor.registry.get(n.class_type) for nid, n in prompt.nodes.items()}
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -321,6 +326,8 @@ class Execution:
             self._event("executing", node=nid, display_node=nid)
             ctx = NodeContext(nid, cls.TYPE, self.prompt_id, self._loop, self.emit, self.interrupted,  # type: ignore[arg-type]
                               self.executor.models, self.session, state)
+            if any(spec.hidden for spec in cls.INPUTS):
+                ctx.hidden = self._hidden_values(nid)
             began = time.perf_counter()
             try:
                 produced = await self._call(node, ctx, inputs)
@@ -389,6 +396,12 @@ class Execution:
                 raise
             loaded = [m.id for m in models.loaded()]
             raise NodeFailed(ctx.node_id, ctx.class_type, models.oom_message(exc, loaded)) from exc
+
+    def _hidden_values(self, nid: str) -> HiddenValues:
+        if self._api_prompt is None:
+            self._api_prompt = self.prompt.to_api()
+        return HiddenValues(unique_id=nid, prompt=self._api_prompt,
+                            extra_pnginfo=self.extra_data.get("extra_pnginfo"))
 
     def _release_inputs(self, nid: str) -> None:
         for (consumer, name), sub in self._subs.items():

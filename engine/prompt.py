@@ -41,6 +41,13 @@ def is_link(value: Any) -> bool:
             and isinstance(value[1], int) and not isinstance(value[1], bool))
 
 
+def _unwrap(value: Any) -> Any:
+    """The editor wraps list-valued widgets as ``{"__value__": [...]}`` (a bare list would read as a link)."""
+    if isinstance(value, dict) and len(value) == 1 and "__value__" in value:
+        return value["__value__"]
+    return value
+
+
 @dataclass
 class Prompt:
     nodes: dict[str, PromptNode] = field(default_factory=dict)
@@ -57,7 +64,7 @@ class Prompt:
             raw_inputs = body.get("inputs", {})
             if not isinstance(raw_inputs, dict):
                 raise PromptFormatError(f"node {node_id}: 'inputs' must be an object")
-            inputs = {name: Link(str(v[0]), int(v[1])) if is_link(v) else v for name, v in raw_inputs.items()}
+            inputs = {name: Link(str(v[0]), int(v[1])) if is_link(v) else _unwrap(v) for name, v in raw_inputs.items()}
             meta = body.get("_meta") or {}
             nodes[node_id] = PromptNode(node_id, str(body["class_type"]), inputs,
                                         meta.get("title") if isinstance(meta, dict) else None)
@@ -66,7 +73,8 @@ class Prompt:
     def to_api(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for node in self.nodes.values():
-            inputs = {k: [v.node_id, v.output] if isinstance(v, Link) else v for k, v in node.inputs.items()}
+            inputs = {k: [v.node_id, v.output] if isinstance(v, Link)
+                      else {"__value__": v} if isinstance(v, list) else v for k, v in node.inputs.items()}
             entry: dict[str, Any] = {"class_type": node.class_type, "inputs": inputs}
             if node.title:
                 entry["_meta"] = {"title": node.title}

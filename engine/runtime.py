@@ -61,6 +61,10 @@ class Runtime:
 
         enabled = set(self.config.enabled_packs) | set(self.store.get_setting("packs.enabled", default=[]) or [])
         self.pack_report = load_packs(self.registry, self.config.custom_nodes_dir, enabled)
+        log.info("%s", self.pack_report.summary())
+        from engine.comfy_shims.comfy import model_management
+
+        model_management.set_interrupt_handler(lambda on: self.interrupt() if on else None)
 
     async def start(self, local_worker: bool = True) -> None:
         if local_worker:

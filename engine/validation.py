@@ -96,6 +96,8 @@ def validate(prompt: Prompt, registry: NodeRegistry, targets: Iterable[str] | No
     for node_id, cls in classes.items():
         node = prompt.nodes[node_id]
         widget_values: dict[str, Any] = {}
+        received_types: dict[str, str] = {}
+        own_link_check = getattr(cls, "VALIDATES_LINK_TYPES", False)  # ComfyUI: VALIDATE_INPUTS(input_types)
         for spec in cls.INPUTS:
             if spec.hidden:
                 continue
@@ -109,7 +111,11 @@ def validate(prompt: Prompt, registry: NodeRegistry, targets: Iterable[str] | No
                                         if not spec.is_widget else "required value is missing"))
                 continue
             if isinstance(value, Link):
-                _check_link(prompt, classes, node_id, cls, spec.name, spec.type, value, add)
+                expected = T.ANY if own_link_check else spec.type
+                _check_link(prompt, classes, node_id, cls, spec.name, expected, value, add)
+                src_cls = classes.get(value.node_id)
+                if src_cls is not None and 0 <= value.output < len(src_cls.OUTPUTS):
+                    received_types[spec.name] = src_cls.OUTPUTS[value.output].type
             elif not spec.is_widget and spec.type not in (T.ANY,):
                 add(ValidationIssue(node_id, cls.TYPE, spec.name, "wrong_type",
                                     f"expects a link from a {spec.type} output, got the value {value!r}"))
@@ -119,7 +125,7 @@ def validate(prompt: Prompt, registry: NodeRegistry, targets: Iterable[str] | No
         for name, reason in errors:
             add(ValidationIssue(node_id, cls.TYPE, name, "value_invalid", reason))
         try:
-            extra = cls.check_inputs(coerced)
+            extra = cls.check_inputs({**coerced, "__input_types__": received_types} if own_link_check else coerced)
         except Exception as exc:  # a pack's VALIDATE_INPUTS may raise
             extra = [(None, f"input check failed: {exc}")]
         for name, reason in extra:

@@ -93,7 +93,8 @@ class PromptWorker:
         emit = self._emit_for(item)
         try:
             prompt = Prompt.from_api(item.prompt)
-            self._execution = self.executor.start(prompt, item.prompt_id, item.outputs_to_execute or None, emit)
+            self._execution = self.executor.start(prompt, item.prompt_id, item.outputs_to_execute or None, emit,
+                                                  extra_data=item.extra_data)
         except (PromptInvalid, PromptFormatError) as exc:  # e.g. a pack was disabled since it was queued
             error = {"prompt_id": item.prompt_id, "node_id": None, "node_type": None, "executed": [],
                      "exception_message": f"the prompt is no longer valid: {exc}",

@@ -32,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--vram-budget", type=float, default=None, metavar="GB",
                         help="GPU memory the models may use; on a CPU-only machine this simulates a GPU budget")
     parser.add_argument("--enable-pack", action="append", default=[], metavar="NAME",
-                        help="load this custom node pack from custom_nodes/ (packs run arbitrary code)")
+                        help="load this custom node pack from custom_nodes/ (packs run arbitrary code); '*' = all")
+    parser.add_argument("--custom-nodes-dir", type=Path, default=ROOT / "custom_nodes",
+                        help="where node packs live (default ./custom_nodes)")
     parser.add_argument("--token", default=None, help="API token required from clients (default: generated "
                                                       "when --listen is not loopback)")
     parser.add_argument("--no-local-worker", action="store_true", help="accept and serve only")
@@ -62,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def make_runtime(args: argparse.Namespace) -> Runtime:
     config = RuntimeConfig(data_dir=args.data_dir, models_dir=args.models_dir, vram_budget_gb=args.vram_budget,
-                           enabled_packs=set(args.enable_pack))
+                           enabled_packs=set(args.enable_pack), custom_nodes_dir=args.custom_nodes_dir)
     runtime = Runtime(config)
     runtime.load_nodes()
     return runtime

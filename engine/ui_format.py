@@ -397,6 +397,7 @@ def ui_to_api(workflow: dict[str, Any], registry: NodeRegistry,
 # API -> UI --------------------------------------------------------------------------------------------------
 _NODE_WIDTH = 320
 _COLUMN_GAP = 80
+_PREVIEW_HEIGHT = 260
 _ROW_GAP = 40
 
 
@@ -477,6 +478,8 @@ def api_to_ui(prompt: dict[str, Any], registry: NodeRegistry) -> dict[str, Any]:
 
         n_widgets = len(widget_inputs(cls))
         height = 30 + 24 * max(len(ui_inputs), len(cls.OUTPUTS), 1) + 26 * n_widgets
+        if any(spec.upload for spec in cls.INPUTS) or cls.OUTPUT_NODE:
+            height += _PREVIEW_HEIGHT  # the editor shows an image/audio/video preview under these nodes
         col = depth[nid]
         y = column_y.get(col, 100.0)
         column_y[col] = y + height + _ROW_GAP

@@ -102,8 +102,8 @@ async def test_text_stream_yields_first_sentence_before_the_rest_is_synthesised(
             yield TextChunk(text=s, emotion="happy", final=i == 2, turn_id=7)
 
     result = await TTS("1").execute(make_ctx(), {"text_stream": sentences(), "backend": "piper"})
-    audio, stream = result.outputs
-    assert audio is None
+    whole, stream = result.outputs
+    assert not whole.done()  # the whole AUDIO is deferred until the stream has ended
     arrivals, chunks = [], []
     async for chunk in stream:
         arrivals.append(time.perf_counter())
@@ -112,6 +112,7 @@ async def test_text_stream_yields_first_sentence_before_the_rest_is_synthesised(
     assert arrivals[0] < emitted[1]  # the first sentence was spoken before the second was even asked for
     assert all(c.emotion == "happy" and c.turn_id == 7 for c in chunks)
     assert chunks[1].start == pytest.approx(chunks[0].duration)
+    assert (await whole).duration == pytest.approx(sum(c.duration for c in chunks))
 
 
 async def test_empty_text_is_rejected() -> None:

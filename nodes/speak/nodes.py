@@ -187,6 +187,23 @@ async def _replay(chunks: list[AudioChunk]) -> AsyncIterator[AudioChunk]:
         yield chunk
 
 
+async def _collecting(chunks: AsyncIterator[AudioChunk], whole: asyncio.Future[Audio | None]
+                      ) -> AsyncIterator[AudioChunk]:
+    """Pass the chunks on and resolve ``whole`` with their concatenation when they end."""
+    got: list[AudioChunk] = []
+    try:
+        async for chunk in chunks:
+            got.append(chunk)
+            yield chunk
+    except BaseException as exc:
+        if not whole.done():
+            whole.set_exception(exc if isinstance(exc, Exception) else RuntimeError("speech was interrupted"))
+            whole.exception()  # retrieved: consumers see it through the engine
+        raise
+    if not whole.done():
+        whole.set_result(_join(got) if got else None)
+
+
 def _join(chunks: list[AudioChunk]) -> Audio:
     rate = chunks[0].sample_rate
     parts = []
@@ -213,12 +230,16 @@ class _SpeakNode(Node):
                                               f"choose one of {', '.join(LANGUAGE_CHOICES)}")
         speaker = _Speaker(ctx, self.node_id, backend, language, voice, xtts_voice, adapt)
         if text_stream is not None:
-            return None, speaker.chunks(text_stream)
+            # Live: chunks stream out as they are synthesised; the whole AUDIO is a deferred output that the
+            # engine hands to its consumers once the stream has ended (so a node that consumes both this
+            # AUDIO and frames made from this stream would wait for ever: feed it one or the other).
+            whole: asyncio.Future[Audio | None] = asyncio.get_running_loop().create_future()
+            return whole, _collecting(speaker.chunks(text_stream), whole)
         if text is None or not text.strip() or not any(ch.isalnum() for ch in text):
             raise NodeInputError("text", f"node {self.node_id}: the text is empty; connect a TEXT with words to "
                                          f"speak, or a TEXT_STREAM")
         speaker.resolve(text)  # fail early on a bad language or backend
-        chunks = [chunk async for chunk in speaker.chunks(_text_chunks(text))]
+        chunks = [chunk async for chunk in speaker.chunks(_text_chunks(text))]  # batch: the whole, then replay
         return _join(chunks), _replay(chunks)
 
 

@@ -1,0 +1,127 @@
+"""In-process llama.cpp (``llama-cpp-python``) on a GGUF file.
+
+Generation is blocking, so it runs in a worker thread that hands each piece to the event loop; closing the
+reply's async iterator sets a stop flag that the thread checks between tokens, and the thread closes llama.cpp's
+generator (barge-in stops within one token). One ``Llama`` object serves one reply at a time (a lock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from nodes.llm.backends.base import BackendUnavailable, ChatBackend, LLMError, Message, ModelMissing
+
+log = logging.getLogger(__name__)
+
+_END = object()
+
+
+def load_llama(path: Path, n_ctx: int = 2048, n_threads: int | None = None) -> Any:
+    """A ``llama_cpp.Llama`` for the GGUF at ``path`` (blocking; seconds)."""
+    # llama.cpp's OpenMP threads spin while they wait; on a CPU shared with other work (TTS, the face animator, other
+    # sessions) spinning threads starve each other: measured here, prompt evaluation fell from ~26 to ~7 tok/s.
+    # Only effective if no OpenMP runtime has started in this process yet; a value the user set wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    try:
+        import llama_cpp
+    except ImportError as e:
+        raise BackendUnavailable("llama-cpp-python is not installed: pip install -r requirements/llm.txt "
+                                 "(builds from source in about 5 minutes)") from e
+    if not path.is_file():
+        raise ModelMissing(f"no GGUF file at {path}")
+    threads = n_threads or max(1, os.cpu_count() or 1)
+    try:
+        return llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+                               verbose=False)
+    except (ValueError, RuntimeError) as e:
+        raise LLMError(f"llama.cpp could not load {path}: {e} (is it a complete GGUF file?)") from e
+
+
+class LlamaCppBackend(ChatBackend):
+    name = "llamacpp"
+
+    def __init__(self, model_path: Path, n_ctx: int = 2048, n_threads: int | None = None,
+                 loader: Callable[[], Any] | None = None, repeat_penalty: float = 1.1):
+        self.repeat_penalty = repeat_penalty  # Ollama's default; small models otherwise echo the person's words
+        self.model_path = Path(model_path)
+        self.model = self.model_path.name
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads
+        self._managed = loader is not None  # a model manager owns the model: ask it every time, keep no reference
+        self._loader = loader or (lambda: load_llama(self.model_path, n_ctx, n_threads))
+        self._llama: Any = None
+        self._lock = threading.Lock()
+
+    def llama(self) -> Any:
+        """The loaded model (loads on first use; blocking)."""
+        if self._managed:
+            self._llama = True  # loaded at least once: the tokenizer is available
+            return self._loader()
+        if self._llama is None:
+            self._llama = self._loader()
+        return self._llama
+
+    async def load(self) -> None:
+        await asyncio.to_thread(self.llama)
+
+    def count_tokens(self, text: str) -> int:
+        if self._llama is None:
+            return super().count_tokens(text)
+        return len(self.llama().tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    async def stream_chat(self, messages: list[Message], *, temperature: float = 0.7, max_tokens: int = 120,
+                          stop: list[str] | None = None, seed: int | None = None) -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        cancelled = threading.Event()
+
+        def put(item: Any) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def generate() -> None:
+            try:
+                with self._lock:
+                    llama = self.llama()
+                    kwargs: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens, "stream": True,
+                                              "repeat_penalty": self.repeat_penalty}
+                    if stop:
+                        kwargs["stop"] = stop
+                    if seed is not None:
+                        kwargs["seed"] = seed
+                    parts = llama.create_chat_completion(messages=messages, **kwargs)
+                    try:
+                        for part in parts:
+                            if cancelled.is_set():
+                                break
+                            piece = part["choices"][0]["delta"].get("content")
+                            if piece:
+                                put(piece)
+                    finally:
+                        parts.close()
+                put(_END)
+            except BaseException as e:  # handed to the consumer
+                put(e)
+
+        worker = loop.run_in_executor(None, generate)
+        try:
+            while True:
+                item = await queue.get()
+                if item is _END:
+                    break
+                if isinstance(item, BaseException):
+                    if isinstance(item, LLMError):
+                        raise item
+                    raise LLMError(f"llama.cpp failed on {self.model_path.name}: {item}") from item
+                yield item
+        finally:
+            cancelled.set()
+            await asyncio.shield(worker)  # the thread stops within one token; the model lock is free again
+
+    async def close(self) -> None:
+        self._llama = None

@@ -1,0 +1,90 @@
+"""One reply: stream the backend's tokens, cut them into sentences, label each with an emotion, and time it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+from dataclasses import dataclass, field
+
+from nodes.llm.backends.base import ChatBackend, Message
+from nodes.llm.emotion import label_emotion
+from nodes.llm.sentences import SentenceSplitter, clean_for_speech
+from nodes.media import TextChunk
+
+
+class ReplyInterrupted(Exception):
+    """The reply was stopped (interrupt or barge-in) before the model finished."""
+
+
+@dataclass
+class ReplyTiming:
+    started: float = field(default_factory=time.perf_counter)
+    first_token: float | None = None  # seconds from ``started``
+    first_sentence: float | None = None
+    finished: float | None = None
+    pieces: int = 0  # streamed pieces (one token each for llama.cpp and Ollama)
+    raw_text: str = ""  # what the model wrote, before cleaning and cutting
+    sentences: list[str] = field(default_factory=list)
+    complete: bool = False  # the model finished (not cut short by a barge-in)
+
+    @property
+    def reply(self) -> str:
+        return " ".join(s for s in self.sentences if s)
+
+    def tokens_per_second(self) -> float | None:
+        if self.finished is None or self.first_token is None or self.pieces < 2:
+            return None
+        span = self.finished - self.first_token
+        return (self.pieces - 1) / span if span > 0 else None
+
+
+async def stream_reply(backend: ChatBackend, messages: list[Message], *, turn_id: int = 0,
+                       temperature: float = 0.7, max_tokens: int = 120, seed: int | None = None,
+                       timing: ReplyTiming | None = None, interrupted: Callable[[], bool] | None = None,
+                       stop_early: Callable[[], bool] | None = None,
+                       first_comma_chars: int = 60) -> AsyncIterator[TextChunk]:
+    """TextChunks of the reply, one per sentence, the last with ``final=True`` (an empty final chunk when the
+    model said nothing speakable). Closing this iterator stops the backend. Between tokens, ``interrupted()``
+    raises ``ReplyInterrupted`` and ``stop_early()`` (a barge-in) ends the reply quietly, without a final chunk."""
+    timing = timing if timing is not None else ReplyTiming()
+    splitter = SentenceSplitter(first_comma_chars=first_comma_chars)
+    raw: list[str] = []
+
+    def chunk(sentence: str, final: bool) -> TextChunk | None:
+        spoken = clean_for_speech(sentence)
+        if not spoken and not final:
+            return None
+        if spoken:
+            timing.sentences.append(spoken)
+            if timing.first_sentence is None:
+                timing.first_sentence = time.perf_counter() - timing.started
+        return TextChunk(spoken, label_emotion(spoken) if spoken else "neutral", final, turn_id)
+
+    parts = backend.stream_chat(messages, temperature=temperature, max_tokens=max_tokens, seed=seed)
+    try:
+        async with aclosing(parts):
+            async for piece in parts:
+                if interrupted is not None and interrupted():
+                    raise ReplyInterrupted("the reply was interrupted")
+                if stop_early is not None and stop_early():
+                    return
+                if timing.first_token is None:
+                    timing.first_token = time.perf_counter() - timing.started
+                timing.pieces += 1
+                raw.append(piece)
+                for sentence in splitter.feed(piece):
+                    out = chunk(sentence, False)
+                    if out is not None:
+                        yield out
+        timing.complete = True
+        rest = [s for s in (clean_for_speech(s) for s in splitter.flush()) if s]
+        for index, sentence in enumerate(rest):
+            out = chunk(sentence, index == len(rest) - 1)
+            if out is not None:
+                yield out
+        if not rest:
+            yield TextChunk("", "neutral", True, turn_id)
+    finally:
+        timing.raw_text = "".join(raw)
+        timing.finished = time.perf_counter() - timing.started

@@ -1,0 +1,171 @@
+"""Persona files, the prompt builder and the dialog memory's token budget (real SQLite store, no model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.store import Store
+from nodes.llm.memory import DialogMemory
+from nodes.llm.persona import Persona, PersonaError, load_persona, persona_ids
+from nodes.llm.prompt import Prompt, PromptTooLong, about_person, build_prompt, closing_instruction, system_prompt
+from nodes.llm.tokens import estimate_tokens, messages_tokens
+
+def about_block(prompt: Prompt) -> tuple[int, str]:
+    """Where the "about the person" block is in the prompt, and its text."""
+    for index, message in enumerate(prompt.messages):
+        if message["role"] == "system" and "What you know about this person" in message["content"]:
+            return index, message["content"]
+    raise AssertionError("no 'about the person' block in the prompt")
+
+
+SCRIPT_EN = [
+    ("user", "Hi! My name is Tom and I am a pilot."),
+    ("assistant", "Nice to meet you, Tom! Flying sounds exciting. Where do you fly?"),
+    ("user", "Mostly between London and Paris. Do you like travelling?"),
+    ("assistant", "I love it, though I mostly travel through books. Paris must be beautiful from above."),
+    ("user", "It is. The weather was terrible this week, though, lots of rain and fog."),
+    ("assistant", "Oh no, fog must make landing tricky. I hope you stayed safe!"),
+]
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with Store(tmp_path / "memory.sqlite") as s:
+        yield s
+
+
+def test_default_persona_loads_and_is_listed_first() -> None:
+    alisa = load_persona("alisa")
+    assert alisa.name == "Alisa" and alisa.name_in("ru") == "Алиса"
+    assert persona_ids()[0] == "alisa"
+    assert "language of the person's last message" in alisa.language_policy
+
+
+def test_bad_persona_files_are_refused_with_the_reason(tmp_path: Path) -> None:
+    (tmp_path / "broken.yaml").write_text("name: [unclosed", encoding="utf-8")
+    (tmp_path / "partial.yaml").write_text("name: Bob\n", encoding="utf-8")
+    with pytest.raises(PersonaError, match="not valid YAML"):
+        load_persona("broken", tmp_path)
+    with pytest.raises(PersonaError, match="character"):
+        load_persona("partial", tmp_path)
+    with pytest.raises(PersonaError, match="no persona file"):
+        load_persona("nobody", tmp_path)
+    with pytest.raises(PersonaError, match="plain name"):
+        load_persona("../etc/passwd", tmp_path)
+
+
+def test_system_prompt_holds_identity_language_policy_and_user_facts_apart() -> None:
+    from nodes.llm.facts import Fact
+    alisa = load_persona("alisa")
+    text = system_prompt(alisa)
+    assert text.startswith("You are Alisa")
+    assert "Reply in the language of the person's last message" in text
+    assert "Russian or English" not in text  # the phrasing that made the small model answer English in Russian
+    about = about_person(alisa, [Fact("name", "Tom"), Fact("said", "I am a pilot.")])
+    assert "The person's name is Tom." in about
+    assert "The person said about themselves: they are a pilot." in about  # third person: not her own words
+    assert "Your own name is Alisa, never Tom" in about
+    assert "Tom" not in text
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("How are you?", "in English"), ("Как дела?", "in Russian"), ("42", "in the language of the person's last"),
+])
+def test_closing_instruction_names_the_language_of_the_last_message(text: str, expected: str) -> None:
+    assert expected in closing_instruction(load_persona("alisa"), text)
+
+
+def test_closing_instruction_uses_the_persona_name_in_that_language() -> None:
+    assert "Алиса" in closing_instruction(load_persona("alisa"), "Привет")
+
+
+def test_prompt_without_memory_is_persona_message_instruction() -> None:
+    alisa = load_persona("alisa")
+    prompt = build_prompt(alisa, "Hello!", None, budget=1024)
+    examples = 2 * len(alisa.example_dialog)
+    assert [m["role"] for m in prompt.messages] == ["system"] + ["user", "assistant"] * (examples // 2) + \
+        ["system", "user", "system"]
+    assert prompt.messages[-2]["content"] == "Hello!"
+    assert "Nothing yet" in about_block(prompt)[1]
+    assert prompt.tokens == messages_tokens(prompt.messages, estimate_tokens)
+
+
+def test_empty_message_is_refused() -> None:
+    with pytest.raises(ValueError, match="empty"):
+        build_prompt(load_persona("alisa"), "   ", None, budget=1024)
+
+
+def test_prompt_over_budget_even_without_history_says_so() -> None:
+    with pytest.raises(PromptTooLong, match="context_tokens"):
+        build_prompt(load_persona("alisa"), "word " * 2000, None, budget=512)
+
+
+def test_turn_four_prompt_carries_the_name_from_turn_one_within_the_budget(store: Store) -> None:
+    alisa = load_persona("alisa")
+    memory = DialogMemory(store, "s1")
+    for role, text in SCRIPT_EN:
+        memory.add(role, text)
+    base = build_prompt(alisa, "Do you remember what I do for a living?", None, budget=4096).tokens
+    budget = base + 150  # room for the facts and about one exchange: turn one must be folded away
+    prompt = build_prompt(alisa, "Do you remember what I do for a living?", memory, budget=budget)
+    assert prompt.tokens <= budget
+    assert prompt.folded >= 2
+    index, about = about_block(prompt)
+    dialog = [m["content"] for m in prompt.messages[index + 1:-2]]
+    assert dialog and SCRIPT_EN[0][1] not in dialog  # turn one itself is gone from the dialog ...
+    assert "The person's name is Tom." in about  # ... but the name and job it gave are still known
+    assert "they are a pilot" in about
+    assert prompt.messages[-2] == {"role": "user", "content": "Do you remember what I do for a living?"}
+    # the store now holds one summary turn in place of the folded ones
+    turns = store.turns("s1")
+    assert turns[0].role == "system" and turns[0].meta["summary"]
+    assert sum(t.tokens for t in turns if t.role != "system") <= budget
+
+
+def test_each_prompt_extends_the_previous_one_so_the_kv_cache_is_reused(store: Store) -> None:
+    alisa = load_persona("alisa")
+    memory = DialogMemory(store, "cache")
+    previous = None
+    for user, reply in [("Hi! My name is Tom, I'm a pilot.", "Nice to meet you, Tom!"),
+                        ("What is your name?", "I'm Alisa."), ("How are you today?", "Great, thanks!")]:
+        prompt = build_prompt(alisa, user, memory, budget=4096)
+        if previous is not None:
+            assert prompt.messages[:len(previous.messages)] == previous.messages
+        assert prompt.messages[-1]["content"] == prompt.note and "in English" in prompt.note
+        memory.add("user", user, note=prompt.note)
+        memory.add("assistant", reply.replace("!", "! "), raw=reply)  # the model's own text goes back in
+        previous = prompt
+        previous.messages.append({"role": "assistant", "content": reply})
+
+
+def test_memory_folds_repeatedly_and_keeps_the_budget(store: Store) -> None:
+    alisa = load_persona("alisa")
+    memory = DialogMemory(store, "long")
+    budget = 900
+    memory.add("user", "Привет, меня зовут Оля, я учительница.")
+    memory.add("assistant", "Привет, Оля! Очень приятно.")
+    for i in range(30):
+        prompt = build_prompt(alisa, f"Расскажи что-нибудь интересное номер {i}.", memory, budget=budget)
+        assert prompt.tokens <= budget
+        assert "The person's name is Оля." in about_block(prompt)[1]
+        memory.add("user", f"Расскажи что-нибудь интересное номер {i}.")
+        memory.add("assistant", "Знаешь, осьминоги имеют три сердца и голубую кровь. Здорово, правда? " * 2)
+    assert len([t for t in store.turns("long") if t.role == "system"]) == 1
+
+
+def test_memory_of_another_session_is_separate(store: Store) -> None:
+    DialogMemory(store, "a").add("user", "My name is Tom.")
+    view = DialogMemory(store, "b").view()
+    assert view.facts == [] and view.recent == []
+
+
+def test_memory_rejects_unknown_roles(store: Store) -> None:
+    with pytest.raises(ValueError):
+        DialogMemory(store, "s").add("system", "x")
+
+
+def test_persona_model_forbids_unknown_fields() -> None:
+    with pytest.raises(Exception):
+        Persona.model_validate({"name": "A", "character": "c", "speaking_style": "s", "mood": "x"})

@@ -26,8 +26,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # first: benchmarks/engine.py must not shadow the engine package
 
 SHEET = ROOT / "docs" / "face_contact_sheet.png"
 TILE = 224  # pixels per frame on the contact sheet

@@ -32,8 +32,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # first: benchmarks/engine.py must not shadow the engine package
 
 UTTERANCES: tuple[tuple[str, str], ...] = (
     ("en", "Hello, my name is Anna and I am happy to meet you."),

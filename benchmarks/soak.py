@@ -1,0 +1,220 @@
+"""Soak test of live conversation: talk to the avatar continuously for N minutes and check that nothing degrades.
+
+The real server runs in-process (as in benchmarks/conversation.py) with the default stack (workflows/avatar_chat);
+a Talk-page stand-in speaks espeak-ng utterances (English and Russian, alternating) over the Talk WebSocket in real
+time, with silence in between, waits for each reply to play out, and every ``--barge-every``-th turn talks over
+the avatar instead (barge-in). Every ``--session-turns`` turns it hangs up and opens a new session, so sessions
+are created and freed all along.
+
+Pass criteria: zero errors (error messages, timeouts, turns without a reply, sessions not freed); RSS growth < 5 %
+from the end of the warm-up (the first session: models load) to the end; no leaked threads or file descriptors
+(counted between sessions, when none is open).
+
+Run: ``.venv/bin/python benchmarks/soak.py --minutes 60``; the last line printed is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # ROOT first: benchmarks/engine.py must not shadow engine
+
+from conversation import (  # noqa: E402
+    UTTERANCES,
+    InProcessServer,
+    TalkDriver,
+    TurnResult,
+    default_workflow,
+    espeak,
+    one_turn,
+)
+
+MAX_RSS_GROWTH = 0.05
+LEAK_TOLERANCE = 0  # threads / file descriptors above the post-warm-up count
+
+
+@dataclass
+class Sample:
+    at_s: float
+    rss_mb: float
+    threads: int  # Python threads other than the event loop's worker pool (bounded, grows on demand)
+    pool_threads: int  # the loop's default executor workers (at most min(32, cores + 4))
+    fds: int
+    sessions_open: int
+    py_objects: int  # objects the garbage collector tracks: growth here is a leak, not allocator fragmentation
+
+
+@dataclass
+class SoakReport:
+    minutes: float
+    turns: int = 0
+    barge_ins: int = 0
+    sessions: int = 0
+    errors: list[str] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+    warm_up_index: int = 0  # samples[warm_up_index] is the baseline
+    reply_ms: list[float] = field(default_factory=list)
+    barge_stop_ms: list[float] = field(default_factory=list)  # client: start of the interrupting speech -> flush
+    graph_stop_ms: list[float] = field(default_factory=list)  # server: speech_start -> every node stopped
+
+    def verdict(self) -> dict[str, Any]:
+        base = self.samples[self.warm_up_index] if self.samples else None
+        end = self.samples[-1] if self.samples else None
+        growth = (end.rss_mb - base.rss_mb) / base.rss_mb if base and end else None
+        leaked_threads = (end.threads - base.threads) if base and end else None
+        leaked_fds = (end.fds - base.fds) if base and end else None
+        passed = (not self.errors and growth is not None and growth < MAX_RSS_GROWTH
+                  and leaked_threads is not None and leaked_threads <= LEAK_TOLERANCE
+                  and leaked_fds is not None and leaked_fds <= LEAK_TOLERANCE and end.sessions_open == 0
+                  and len(self.samples) - self.warm_up_index >= 2)
+        return {"passed": passed, "rss_growth": None if growth is None else round(growth, 4),
+                "rss_baseline_mb": base.rss_mb if base else None, "rss_end_mb": end.rss_mb if end else None,
+                "rss_max_mb": max((s.rss_mb for s in self.samples), default=None),
+                "threads_baseline": base.threads if base else None, "threads_end": end.threads if end else None,
+                "fds_baseline": base.fds if base else None, "fds_end": end.fds if end else None}
+
+
+def sample(started: float, runtime: Any) -> Sample:
+    import gc
+
+    import psutil
+
+    proc = psutil.Process()
+    names = [t.name for t in threading.enumerate()]
+    pool = sum(1 for n in names if n.startswith("asyncio_"))
+    return Sample(round(time.monotonic() - started, 1), round(proc.memory_info().rss / 2**20, 1),
+                  len(names) - pool, pool, proc.num_fds(), len(runtime.sessions), len(gc.get_objects()))
+
+
+async def barge_turn(driver: TalkDriver, lang: str, first: tuple[str, Any], second: tuple[str, Any],
+                     timeout: float) -> tuple[TurnResult, float | None]:
+    """Say ``first``; once the avatar's reply is playing, say ``second`` over it. Returns the second turn and how
+    long after the start of the interrupting speech the page was told to flush (ms)."""
+    mark = len(driver.messages)
+    await driver.say(first[1])
+    user = await driver.wait(lambda m: m.get("type") == "transcript" and m.get("role") == "user" and m.get("final"),
+                             timeout, start=mark)
+    await driver.wait(lambda m: m.get("type") == "state" and m.get("state") == "speaking", timeout,
+                      start=driver.messages.index(user))
+    began = time.time() * 1000
+    flush_mark = len(driver.messages)
+    task = asyncio.create_task(one_turn(driver, lang, second[0], second[1], timeout))
+    flushed: float | None = None
+    try:
+        flush = await driver.wait(lambda m: m.get("type") == "flush", timeout, start=flush_mark)
+        flushed = flush["_at"] - began
+    except TimeoutError:
+        pass
+    result = await task
+    if flushed is None and not result.error:
+        result.error = "the barge-in was not flushed"
+    return result, flushed
+
+
+async def soak(minutes: float, session_turns: int = 6, barge_every: int = 5, workflow: dict[str, Any] | None = None,
+               registry: Any = None, turn_timeout: float = 120.0, verbose: bool = True) -> SoakReport:
+    report = SoakReport(minutes)
+    with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
+        folder = Path(tmp)
+        speech = [(lang, text, espeak(text, lang, folder)) for i in range(12) for lang in ("en", "ru")
+                  for text in [UTTERANCES[lang][i]]]
+        started = time.monotonic()
+        deadline = started + minutes * 60
+        async with InProcessServer(folder, workflow or default_workflow(), registry) as srv:
+            from server.talk import talk_connections
+
+            turn_index = 0
+            while time.monotonic() < deadline or report.sessions == 0:
+                driver = TalkDriver(srv.url)
+                ready = await driver.open(workflow="bench_chat", persona="", photo="default portrait", voice="")
+                if ready.get("type") != "ready":
+                    report.errors.append(f"session did not start: {ready}")
+                    break
+                report.sessions += 1
+                for _ in range(session_turns):
+                    lang, text, samples = speech[turn_index % len(speech)]
+                    turn_index += 1
+                    if barge_every and turn_index % barge_every == 0:
+                        nxt = speech[turn_index % len(speech)]
+                        turn_index += 1
+                        result, flushed = await barge_turn(driver, lang, (text, samples), (nxt[1], nxt[2]),
+                                                           turn_timeout)
+                        report.barge_ins += 1
+                        if flushed is not None:
+                            report.barge_stop_ms.append(round(flushed, 1))
+                    else:
+                        result = await one_turn(driver, lang, text, samples, turn_timeout)
+                    report.turns += 1
+                    if result.error or not result.reply:
+                        report.errors.append(f"turn {report.turns} ({result.said!r}): {result.error or 'no reply'}")
+                    elif result.reply_ms is not None:
+                        report.reply_ms.append(round(result.reply_ms))
+                    if verbose:
+                        print(f"[{time.monotonic() - started:6.0f} s] turn {report.turns}: {result.said!r} -> heard "
+                              f"{result.heard!r}; reply {result.reply[:60]!r} after {result.reply_ms} ms "
+                              f"{result.error}", flush=True)
+                    await asyncio.sleep(0.5)
+                    if time.monotonic() >= deadline:
+                        break
+                for connection in talk_connections(srv.app):  # the server's own barge-in stop times
+                    report.graph_stop_ms += [round(b.since_speech_ms, 1) for b in connection.barge_ins]
+                await driver.close()
+                for _ in range(300):  # the server frees the session
+                    if not srv.runtime.sessions and not talk_connections(srv.app):
+                        break
+                    await asyncio.sleep(0.05)
+                if srv.runtime.sessions:
+                    report.errors.append(f"session {ready.get('session_id')} was not freed after the client left")
+                await asyncio.sleep(1.0)  # worker threads of the closed session wind down
+                report.samples.append(sample(started, srv.runtime))
+                if verbose:
+                    print(f"  after session {report.sessions}: {asdict(report.samples[-1])}", flush=True)
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=60.0)
+    parser.add_argument("--session-turns", type=int, default=6)
+    parser.add_argument("--barge-every", type=int, default=5)
+    parser.add_argument("--workflow", type=Path, default=None)
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    workflow = json.loads(args.workflow.read_text()) if args.workflow else None
+    report = asyncio.run(soak(args.minutes, args.session_turns, args.barge_every, workflow, verbose=not args.quiet))
+    verdict = report.verdict()
+    print(f"\nsoak {args.minutes} min, 2-core CPU, no GPU, {time.strftime('%Y-%m-%d')}: {report.turns} turns, "
+          f"{report.barge_ins} barge-ins, {report.sessions} sessions, {len(report.errors)} errors")
+    for error in report.errors[:20]:
+        print("  error:", error)
+    print(f"  RSS {verdict['rss_baseline_mb']} MB after warm-up -> {verdict['rss_end_mb']} MB at the end "
+          f"(growth {verdict['rss_growth']}), max {verdict['rss_max_mb']} MB")
+    print(f"  threads {verdict['threads_baseline']} -> {verdict['threads_end']}; file descriptors "
+          f"{verdict['fds_baseline']} -> {verdict['fds_end']}")
+    if report.graph_stop_ms:
+        print(f"  barge-in: speech_start -> reply stopped (server) max {max(report.graph_stop_ms)} ms, "
+              f"{report.graph_stop_ms}; start of speech -> page told to flush (client) {report.barge_stop_ms} ms")
+    print("  PASS" if verdict["passed"] else "  FAIL")
+    print(json.dumps({"benchmark": "soak", "date": time.strftime("%Y-%m-%d"), "machine": "2-core CPU, no GPU",
+                      "minutes": args.minutes, "turns": report.turns, "barge_ins": report.barge_ins,
+                      "sessions": report.sessions, "errors": report.errors, **verdict,
+                      "reply_ms": report.reply_ms, "barge_flush_ms": report.barge_stop_ms,
+                      "barge_graph_stop_ms": report.graph_stop_ms,
+                      "samples": [asdict(s) for s in report.samples]}, ensure_ascii=False))
+    sys.exit(0 if verdict["passed"] else 1)
+
+
+if __name__ == "__main__":
+    main()

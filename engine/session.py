@@ -42,6 +42,11 @@ class InputChannel:
         self._replay: deque[bytes] = deque()
         self.dropped = 0
 
+    @property
+    def pending(self) -> int:
+        """Chunks fed but not yet read by the graph."""
+        return self._queue.qsize() + len(self._replay)
+
     def rewind(self, chunks: int | None = None) -> int:
         """Hand the last ``chunks`` delivered chunks (all remembered ones by default) out again, first."""
         recent = list(self._recent)[-chunks:] if chunks else list(self._recent)

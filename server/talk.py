@@ -667,7 +667,7 @@ class TalkConnection:
         since = max(began - REWIND_BEFORE_S, self._turn_ended_at)
         recent = sum(1 for at in self._mic_arrivals if at > since)
         channel = self.session.channel("mic")
-        queued = channel._queue.qsize()  # fed but not yet read by the graph
+        queued = channel.pending  # fed but not yet read by the graph
         if recent - queued > 0:
             channel.rewind(recent - queued)
 

@@ -145,7 +145,7 @@ class FramePump:
         n = int(round(seconds * self.fps))
         for _ in range(n):
             silence = np.zeros(int(round(sample_rate / self.fps)), np.float32)
-            frames += self._feed(FrameAudio(silence, sample_rate, None, (), self._emotion, self._turn))
+            frames += self._feed(FrameAudio(silence, sample_rate, None, (), self._emotion, 0))  # idle: no turn
         return frames
 
     def finish(self) -> list[Frame]:

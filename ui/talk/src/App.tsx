@@ -54,7 +54,10 @@ export default function App() {
     return () => client.current?.close();
   }, []);
 
-  useEffect(() => transcriptEnd.current?.scrollIntoView({ block: "end" }), [lines]);
+  useEffect(() => {
+    // Braces matter: Chromium's scrollIntoView returns a Promise, and React would call it as a cleanup function.
+    transcriptEnd.current?.scrollIntoView({ block: "end" });
+  }, [lines]);
 
   const connect = async () => {
     if (!canvas.current) return;
@@ -105,7 +108,8 @@ export default function App() {
       <main className="flex-1 grid gap-4 p-4 md:grid-cols-[minmax(0,1fr)_minmax(280px,380px)]">
         <section className="flex flex-col items-center gap-3">
           <div className="relative w-full max-w-[512px] aspect-square rounded-xl overflow-hidden bg-slate-900 shadow-lg">
-            <canvas ref={canvas} width={512} height={512} data-testid="avatar" className="w-full h-full" />
+            <canvas ref={canvas} width={512} height={512} data-testid="avatar"
+              className={`w-full h-full ${state === "speaking" ? "" : "avatar-idle"}`} />
             <span data-testid="state" className="absolute left-2 top-2 rounded-full bg-black/60 px-2 py-0.5 text-xs">
               {state === "off" ? "press Start" : state}
             </span>
@@ -141,14 +145,14 @@ export default function App() {
             <h2 className="text-slate-400 mb-1">Latency from end of speech (ms)</h2>
             {latency.length === 0 ? <p className="text-slate-500">no turns yet</p> : (
               <table className="w-full tabular-nums">
-                <thead><tr className="text-slate-500"><th className="text-left">turn</th>{STAGES.map(([, l]) => <th key={l} className="text-right font-normal">{l}</th>)}</tr></thead>
+                <thead><tr className="text-slate-500"><th className="text-left pr-2">turn</th>{STAGES.map(([, l]) => <th key={l} className="text-right font-normal pl-2">{l}</th>)}</tr></thead>
                 <tbody>
                   {latency.map((t) => (
                     <tr key={t.turn}>
-                      <td>{t.turn}</td>
+                      <td className="pr-2">{t.turn}</td>
                       {STAGES.map(([k]) => {
                         const v = t.stamps[k] && t.stamps.end_of_speech ? Math.round(t.stamps[k] - t.stamps.end_of_speech) : null;
-                        return <td key={k} className="text-right">{v ?? "–"}</td>;
+                        return <td key={k} className="text-right pl-2">{v ?? "–"}</td>;
                       })}
                     </tr>
                   ))}

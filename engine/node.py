@@ -13,7 +13,10 @@ from the declaration, and runs the node with ``execute``.
             return (audio.gain(db),)
 
 Async ``run`` methods run on the event loop and must not block; streaming outputs are returned as async
-iterables (see ``engine.streams``).
+iterables (see ``engine.streams``). A plain output that is only known once the node's streams have ended may be
+returned as an ``asyncio.Future`` (a deferred output): consumers receive its value when it resolves. A node fed
+both such a deferred value and a stream made from the same producer would wait for ever, so feed it one or the
+other.
 """
 
 from __future__ import annotations

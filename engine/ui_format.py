@@ -402,6 +402,8 @@ _ROW_GAP = 40
 
 
 def _frontend_default(spec: Input) -> Any:
+    if spec.upload:  # a file picker: what the input folder holds here is no default for anyone else
+        return spec.default
     value = spec.default_value()
     return value if value is not None else _FRONTEND_DEFAULTS.get(spec.type)
 

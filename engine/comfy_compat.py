@@ -542,12 +542,25 @@ def v1_facade(node_cls: type[Node]) -> type:
 
 
 # The registry in ComfyUI's shape ------------------------------------------------------------------------------
-class ComfyClassMappings(MutableMapping[str, type]):
-    """Live ``NODE_CLASS_MAPPINGS``: class_type -> V1 class (the pack's own class for adapted nodes, a
-    facade for native ones). Assigning a V1 class (or a Node subclass) registers it."""
+class _RegistryKeys:
+    """The keys of a live ComfyUI mapping: the registry's class_type names."""
 
     def __init__(self, registry: NodeRegistry):
         self.registry = registry
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self.registry.nodes))
+
+    def __len__(self) -> int:
+        return len(self.registry.nodes)
+
+    def __contains__(self, class_type: object) -> bool:
+        return class_type in self.registry.nodes
+
+
+class ComfyClassMappings(_RegistryKeys, MutableMapping[str, type]):
+    """Live ``NODE_CLASS_MAPPINGS``: class_type -> V1 class (the pack's own class for adapted nodes, a
+    facade for native ones). Assigning a V1 class (or a Node subclass) registers it."""
 
     def __getitem__(self, class_type: str) -> type:
         cls = self.registry.nodes[class_type]
@@ -568,21 +581,9 @@ class ComfyClassMappings(MutableMapping[str, type]):
         del self.registry.nodes[class_type]
         self.registry.origins.pop(class_type, None)
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(self.registry.nodes))
 
-    def __len__(self) -> int:
-        return len(self.registry.nodes)
-
-    def __contains__(self, class_type: object) -> bool:
-        return class_type in self.registry.nodes
-
-
-class ComfyDisplayNameMappings(MutableMapping[str, str]):
+class ComfyDisplayNameMappings(_RegistryKeys, MutableMapping[str, str]):
     """Live ``NODE_DISPLAY_NAME_MAPPINGS``: class_type -> display name (assigning renames)."""
-
-    def __init__(self, registry: NodeRegistry):
-        self.registry = registry
 
     def __getitem__(self, class_type: str) -> str:
         return self.registry.nodes[class_type].DISPLAY_NAME
@@ -593,15 +594,6 @@ class ComfyDisplayNameMappings(MutableMapping[str, str]):
     def __delitem__(self, class_type: str) -> None:
         cls = self.registry.nodes[class_type]
         cls.DISPLAY_NAME = cls.TYPE
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(self.registry.nodes))
-
-    def __len__(self) -> int:
-        return len(self.registry.nodes)
-
-    def __contains__(self, class_type: object) -> bool:
-        return class_type in self.registry.nodes
 
 
 class ComfyMappings(NamedTuple):

@@ -5,6 +5,8 @@
     python main.py validate WORKFLOW.json
     python main.py nodes
     python main.py models [install [ID ...]]
+    python main.py --queue redis://HOST:PORT/DB [--no-local-worker]    the server on a shared Redis queue
+    python main.py worker --queue redis://HOST:PORT/DB [--vram-budget GB] [--name NAME]   a cluster worker
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from engine.cli import CliError, cmd_nodes, cmd_run, cmd_validate  # noqa: E402
+from engine.cluster import ClusterUnavailable, ClusterVersionError  # noqa: E402
 from engine.runtime import Runtime, RuntimeConfig  # noqa: E402
 
 
@@ -38,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--token", default=None, help="API token required from clients (default: generated "
                                                       "when --listen is not loopback)")
     parser.add_argument("--no-local-worker", action="store_true", help="accept and serve only")
+    _cluster_options(parser, argparse.SUPPRESS)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command")
 
@@ -59,12 +63,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     voice = sub.add_parser("voice", help="voice cloning: prepare a dataset, train an XTTS voice")
     voice.add_argument("voice_args", nargs=argparse.REMAINDER)
+
+    worker = sub.add_parser("worker", help="run prompts and live sessions from a shared Redis queue")
+    worker.add_argument("--name", default=argparse.SUPPRESS, help="this worker's name (default HOST-PID)")
+    worker.add_argument("--vram-budget", type=float, default=argparse.SUPPRESS, metavar="GB")
+    worker.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS)
+    worker.add_argument("--models-dir", type=Path, default=argparse.SUPPRESS)
+    worker.add_argument("--enable-pack", action="append", default=argparse.SUPPRESS, metavar="NAME")
+    _cluster_options(worker, argparse.SUPPRESS)
     return parser
 
 
+def _cluster_options(parser: argparse.ArgumentParser, default: object) -> None:
+    """Options a server and a worker share (accepted before or after the ``worker`` command)."""
+    parser.add_argument("--queue", default=default, metavar="URL",
+                        help="redis://HOST:PORT/DB: the distributed queue (default: SQLite in --data-dir)")
+    parser.add_argument("--output-dir", type=Path, default=default,
+                        help="outputs (default DATA_DIR/output); in a cluster, a folder every server can read")
+    parser.add_argument("--input-dir", type=Path, default=default,
+                        help="inputs and uploads (default DATA_DIR/input); in a cluster, shared like --output-dir")
+    parser.add_argument("--heartbeat", type=float, default=default, metavar="S",
+                        help="cluster heartbeat period in seconds (default 2; a worker silent for 3 periods is "
+                             "lost and its prompts are queued again)")
+
+
 def make_runtime(args: argparse.Namespace) -> Runtime:
+    opt = vars(args).get
     config = RuntimeConfig(data_dir=args.data_dir, models_dir=args.models_dir, vram_budget_gb=args.vram_budget,
-                           enabled_packs=set(args.enable_pack), custom_nodes_dir=args.custom_nodes_dir)
+                           enabled_packs=set(args.enable_pack), custom_nodes_dir=args.custom_nodes_dir,
+                           queue_url=opt("queue"), output_dir=opt("output_dir"), input_dir=opt("input_dir"),
+                           worker_name=opt("name"), heartbeat_s=opt("heartbeat") or 2.0)
     runtime = Runtime(config)
     runtime.load_nodes()
     return runtime
@@ -89,7 +117,16 @@ def main(argv: list[str] | None = None) -> int:
             from nodes.speak.voice_cli import main as voice_main
             folders.configure(data_dir=args.data_dir, models_dir=args.models_dir)
             return voice_main(args.voice_args)
-        runtime = make_runtime(args)
+        if args.command == "worker" and not vars(args).get("queue"):
+            raise CliError("a worker needs the shared queue: python main.py worker --queue redis://HOST:PORT/DB")
+        try:
+            runtime = make_runtime(args)
+        except (ClusterUnavailable, ClusterVersionError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 3
+        if args.command == "worker":
+            from server.cluster_worker import run_worker
+            return run_worker(runtime)
         if args.command == "run":
             return cmd_run(runtime.executor, args.workflow, args.set, args.output, args.quiet)
         if args.command == "validate":

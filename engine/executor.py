@@ -24,6 +24,7 @@ from engine.comfy_compat import HiddenValues
 from engine.cache import CacheKey, OutputCache, make_key, unique_key
 from engine.context import Interrupted, NodeContext
 from engine.events import Event, EventSink, discard
+from engine.model_manager import model_user
 from engine.node import Node, NodeInputError, NodeResult
 from engine.prompt import Link, Prompt
 from engine.registry import NodeRegistry
@@ -325,6 +326,7 @@ class Execution:
         try:
             inputs = await self._gather_inputs(nid)
             node, state = self.executor.instance(nid, cls)
+            model_user.set(cls.TYPE)  # this node's task (and its worker threads) only
             self._running_node = nid
             self._event("executing", node=nid, display_node=nid)
             ctx = NodeContext(nid, cls.TYPE, self.prompt_id, self._loop, self.emit, self.interrupted,  # type: ignore[arg-type]

@@ -28,17 +28,26 @@ class FolderRegistry:
     models_dir: Path = field(default_factory=lambda: Path(os.environ.get("AVATARGRAPH_MODELS_DIR",
                                                                          PROJECT_ROOT / "models")))
 
-    def configure(self, data_dir: Path | str | None = None, models_dir: Path | str | None = None) -> None:
+    # Folders moved out of the data dir (``--output-dir``/``--input-dir``: a folder every cluster member can read).
+    # Where an object store would plug in: outputs are written below get("output") and served from there by /view.
+    moved: dict[str, Path] = field(default_factory=dict)
+
+    def configure(self, data_dir: Path | str | None = None, models_dir: Path | str | None = None,
+                  output_dir: Path | str | None = None, input_dir: Path | str | None = None) -> None:
         if data_dir is not None:
             self.data_dir = Path(data_dir).resolve()
+            self.moved = {}  # a new data dir: its own folders unless moved again here
         if models_dir is not None:
             self.models_dir = Path(models_dir).resolve()
+        for kind, path in (("output", output_dir), ("input", input_dir)):
+            if path is not None:
+                self.moved[kind] = Path(path).resolve()
 
     def get(self, kind: str) -> Path:
         """``input``, ``output``, ``temp`` or ``user`` below the data dir; created on first use."""
         if kind not in {"input", "output", "temp", "user"}:
             raise KeyError(f"unknown folder kind {kind!r}")
-        path = self.data_dir / kind
+        path = self.moved.get(kind) or self.data_dir / kind
         path.mkdir(parents=True, exist_ok=True)
         return path
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import gc
 import os
 import logging
@@ -39,6 +40,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 logger = logging.getLogger(__name__)
+# The node class asking for models in this task/thread (set by the executor around each node): models remember
+# their users, and a cluster worker advertises the classes whose models it has loaded (placement).
+model_user: contextvars.ContextVar[str | None] = contextvars.ContextVar("model_user", default=None)
 
 MiB = 2**20
 GiB = 2**30
@@ -90,6 +94,7 @@ class _Entry:
     use_seq: int = 0  # LRU order
     last_used: float = 0.0
     pinned_by: set[str] = field(default_factory=set)
+    users: set[str] = field(default_factory=set)  # node classes that asked for it (placement in a cluster)
 
     @property
     def weight_bytes(self) -> int:
@@ -254,6 +259,9 @@ class ModelManager:
         while True:
             with self._state_lock:
                 entry = self._entry(model_id)
+                user = model_user.get()
+                if user is not None:
+                    entry.users.add(user)
                 if entry.resident:
                     self._touch(entry)
                     return entry.model
@@ -510,6 +518,12 @@ class ModelManager:
         if ids:
             logger.info("evicted for retry: %s", ", ".join(ids))
         return ids
+
+    def warm_users(self) -> set[str]:
+        """The node classes whose models are in memory now: a prompt made of them runs here without loading."""
+        with self._state_lock:
+            return {u for e in self._entries.values() if e.model is not None and e.where is not None
+                    for u in e.users}
 
     # ---------------------------------------------------------------- pinning
 

@@ -8,17 +8,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine.cache import OutputCache
+from engine.cluster import Cluster, ClusterUnavailable, WorkerInfo, event_from_message, is_redis_url
 from engine.events import Event, EventSink
 from engine.executor import Executor
 from engine.folders import PROJECT_ROOT, folders
 from engine.model_manager import ModelManager
 from engine.prompt import Prompt
+from engine.queue import PromptQueue
+from engine.redis_queue import RedisQueue
 from engine.registry import NodeRegistry, registry as default_registry
 from engine.session import MediaSink, Session
 from engine.store import QueueItem, Store
@@ -32,6 +35,11 @@ log = logging.getLogger(__name__)
 class RuntimeConfig:
     data_dir: Path = PROJECT_ROOT / "data"
     models_dir: Path | None = None
+    output_dir: Path | None = None  # default <data_dir>/output; in a cluster, a folder every member can read
+    input_dir: Path | None = None
+    queue_url: str | None = None  # None: SQLite in data_dir; redis://HOST:PORT/DB: the distributed queue
+    worker_name: str | None = None  # this member's name in a cluster (default host-pid)
+    heartbeat_s: float = 2.0
     vram_budget_gb: float | None = None
     enabled_packs: set[str] = field(default_factory=set)
     custom_nodes_dir: Path = PROJECT_ROOT / "custom_nodes"
@@ -42,9 +50,23 @@ class RuntimeConfig:
 class Runtime:
     def __init__(self, config: RuntimeConfig, registry: NodeRegistry | None = None):
         self.config = config
-        folders.configure(config.data_dir, config.models_dir)
+        folders.configure(config.data_dir, config.models_dir, config.output_dir, config.input_dir)
         self.registry = registry if registry is not None else default_registry
+        self.cluster: Cluster | None = None
+        if is_redis_url(config.queue_url):  # fails fast (ClusterUnavailable / ClusterVersionError) before any state
+            self.cluster = Cluster(str(config.queue_url), config.worker_name, config.heartbeat_s)
+            try:
+                self.cluster.check_protocol()
+            except BaseException:
+                self.cluster.close()
+                raise
+        elif config.queue_url not in (None, "", "sqlite"):
+            raise ClusterUnavailable(f"--queue {config.queue_url!r}: use redis://HOST:PORT/DB (or leave it out for "
+                                     "the embedded SQLite queue)")
         self.store = Store(Path(config.data_dir) / "avatargraph.sqlite3")
+        self.queue: PromptQueue = self.store
+        if self.cluster is not None:
+            self.queue = RedisQueue(self.cluster, router=self._place)
         budget = int(config.vram_budget_gb * 2**30) if config.vram_budget_gb else None
         self.models = ModelManager(vram_budget_bytes=budget)
         self.executor = Executor(self.registry, OutputCache(max_entries=config.cache_entries), self.models)
@@ -52,6 +74,10 @@ class Runtime:
         self.worker: PromptWorker | None = None
         self.sessions: dict[str, Session] = {}
         self.pack_report: Any = None
+        self.queue_listeners: list[Callable[[], None]] = []  # the queue changed elsewhere in the cluster
+        self.worker_lost_listeners: list[Callable[[str], None]] = []
+        self.remote_running: set[str] = set()  # prompt ids other cluster members are running
+        self._cluster_tasks: list[asyncio.Task[Any]] = []
 
     # Set-up ---------------------------------------------------------------------------------------------
     def load_nodes(self) -> None:
@@ -66,10 +92,24 @@ class Runtime:
 
         model_management.set_interrupt_handler(lambda on: self.interrupt() if on else None)
 
-    async def start(self, local_worker: bool = True) -> None:
+    async def start(self, local_worker: bool = True, serve_events: bool = True) -> None:
+        """Start the queue worker (``local_worker``) and, in a cluster, the heartbeat, the bus and the reaper.
+        ``serve_events``: deliver other members' prompt events to this process's listeners (servers do)."""
         if local_worker:
-            self.worker = PromptWorker(self.store, self.executor, self.emit)
+            self.worker = PromptWorker(self.queue, self.executor, self.emit_prompt_event,
+                                       requeue_on_stop=self.cluster is not None)
             self.worker.start()
+        if self.cluster is not None:
+            if local_worker:
+                self.cluster.start_heartbeat(self.describe)
+                assert self.worker is not None
+                self.worker.on_queue_change = self._announce_soon  # placement sees a finished prompt at once
+            channels: dict[str, Any] = {self.cluster.keys.control: self._on_control}
+            if serve_events:
+                channels[self.cluster.keys.events] = self._on_bus_event
+            loop = asyncio.get_running_loop()
+            self._cluster_tasks = [loop.create_task(self.cluster.listen(channels), name="cluster-bus"),
+                                   loop.create_task(self._reap_loop(), name="cluster-reaper")]
 
     async def stop(self) -> None:
         for session in list(self.sessions.values()):
@@ -77,7 +117,111 @@ class Runtime:
         self.sessions.clear()
         if self.worker is not None:
             await self.worker.stop()
+        for task in self._cluster_tasks:
+            task.cancel()
+        await asyncio.gather(*self._cluster_tasks, return_exceptions=True)
+        if self.cluster is not None:
+            await asyncio.to_thread(self.cluster.close)
         self.store.close()
+
+    # Cluster ---------------------------------------------------------------------------------------------
+    def describe(self) -> WorkerInfo:
+        """This process as a cluster worker (its heartbeat)."""
+        stats = self.models.stats()
+        device = (stats.get("devices") or [{}])[0]
+        current = self.worker.current if self.worker is not None else None
+        return WorkerInfo(name=self.cluster.name if self.cluster else "local", device=str(device.get("name", "cpu")),
+                          vram_total=int(device.get("vram_total") or 0), vram_free=int(device.get("vram_free") or 0),
+                          loaded=[m["id"] for m in stats.get("loaded", [])], warm=sorted(self.models.warm_users()),
+                          running=current.prompt_id if current is not None else None,
+                          sessions=sorted(self.sessions.copy()))  # copy: atomic, the loop may change it
+
+    def _announce_soon(self) -> None:
+        """An extra heartbeat now (a prompt started or finished), off the event loop."""
+        cluster = self.cluster
+        if cluster is None:
+            return
+
+        def announce() -> None:
+            try:
+                cluster.announce(self.describe())
+            except Exception as exc:
+                log.debug("cluster: announce failed (%s)", exc)
+        asyncio.get_running_loop().run_in_executor(None, announce)
+
+    def _place(self, prompt: dict[str, Any]) -> str | None:
+        """Placement of a queued prompt: an idle worker that has the models of its node classes loaded."""
+        assert self.cluster is not None and isinstance(self.queue, RedisQueue)
+        classes = {str(n.get("class_type")) for n in prompt.values() if isinstance(n, dict)}
+        return self.cluster.choose_worker(classes, idle_only=True, busy=lambda w: self.queue.waiting_for(w) > 0)
+
+    def workers(self) -> list[dict[str, Any]]:
+        """The cluster's workers as /system_stats and /queue show them (``[]`` without a cluster)."""
+        if self.cluster is None:
+            return []
+        return [asdict(w) for w in self.cluster.workers()]
+
+    def is_queued_run(self, prompt_id: str) -> bool:
+        """Whether ``prompt_id`` is a queued prompt running now (here or on another member)."""
+        current = self.worker.current if self.worker is not None else None
+        return (current is not None and current.prompt_id == prompt_id) or prompt_id in self.remote_running
+
+    def emit_prompt_event(self, event: Event) -> None:
+        """Events of queued prompts: to this process's listeners and, in a cluster, to every server."""
+        self.emit(event)
+        if self.cluster is not None:
+            self.cluster.publish_event(event)
+
+    def _on_bus_event(self, message: dict[str, Any]) -> None:
+        event = event_from_message(message)
+        prompt_id = str(event.data.get("prompt_id", "")) if isinstance(event.data, dict) else ""
+        if event.type == "execution_start" and prompt_id:
+            self.remote_running.add(prompt_id)
+        self.emit(event)
+        if event.type == "prompt_done":
+            self.remote_running.discard(prompt_id)
+            self._queue_changed()
+
+    def _on_control(self, message: dict[str, Any]) -> None:
+        if "interrupt" in message and self.worker is not None:
+            self.worker.interrupt(message["interrupt"])
+        lost = message.get("worker_lost")
+        if lost:
+            self._worker_lost(str(lost))
+
+    def _queue_changed(self) -> None:
+        for listener in list(self.queue_listeners):
+            try:
+                listener()
+            except Exception:
+                log.exception("queue listener failed")
+
+    def _worker_lost(self, name: str) -> None:
+        for listener in list(self.worker_lost_listeners):
+            try:
+                listener(name)
+            except Exception:
+                log.exception("worker-lost listener failed")
+
+    async def _reap_loop(self) -> None:
+        """Every heartbeat: a worker whose heartbeat expired has its prompts queued again and its sessions told."""
+        assert self.cluster is not None and isinstance(self.queue, RedisQueue)
+        cluster, queue = self.cluster, self.queue
+        while True:
+            await asyncio.sleep(cluster.heartbeat_s)
+            try:
+                lost = await asyncio.to_thread(cluster.lost_workers)
+                for name in lost:
+                    if name == cluster.name or not await asyncio.to_thread(cluster.claim_reaping, name):
+                        continue
+                    moved = await asyncio.to_thread(queue.requeue_worker, name)
+                    await asyncio.to_thread(cluster.withdraw, name)
+                    log.warning("cluster: worker %s stopped answering; %d prompt(s) queued again", name, moved)
+                    await asyncio.to_thread(cluster.publish_control, {"worker_lost": name})
+                    self._worker_lost(name)
+                    self._queue_changed()
+            except Exception as exc:  # Redis away: the next round tries again
+                log.debug("cluster: reaper round failed (%s)", exc)
 
     # Events ---------------------------------------------------------------------------------------------
     def emit(self, event: Event) -> None:
@@ -98,14 +242,24 @@ class Runtime:
         report = self.validate(prompt, targets)
         if not report.ok:
             raise PromptInvalid(report)
-        item = self.store.enqueue(prompt, extra_data or {}, client_id, prompt_id or str(uuid.uuid4()),
+        item = self.queue.enqueue(prompt, extra_data or {}, client_id, prompt_id or str(uuid.uuid4()),
                                   list(report.outputs), front, number)
         if self.worker is not None:
             self.worker.wake()
         return item, report
 
     def interrupt(self, prompt_id: str | None = None) -> bool:
-        return self.worker.interrupt(prompt_id) if self.worker is not None else False
+        """Interrupt the running prompt (any, or ``prompt_id``) here and, in a cluster, on every worker."""
+        done = self.worker.interrupt(prompt_id) if self.worker is not None else False
+        if self.cluster is not None:
+            running = prompt_id is None or prompt_id in self.remote_running
+            try:
+                self.cluster.publish_control({"interrupt": prompt_id})
+            except Exception as exc:
+                log.warning("cluster: could not send the interrupt (%s)", exc)
+                running = False
+            done = done or running
+        return done
 
     # Sessions -------------------------------------------------------------------------------------------
     def open_session(self, prompt: dict[str, Any], session_id: str | None = None,

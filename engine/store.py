@@ -165,6 +165,8 @@ def _number_out(value: float) -> int | float:
 class Store:
     """The SQLite store at ``path`` (created with its parent folder if missing)."""
 
+    blocking_claim = False  # engine.queue.PromptQueue: claim_next returns at once; the worker waits to be woken
+
     def __init__(self, path: str | Path, *, busy_timeout_s: float = 10.0,
                  max_history: int = MAXIMUM_HISTORY_SIZE) -> None:
         self.path = Path(path)

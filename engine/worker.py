@@ -15,15 +15,17 @@ from typing import Any
 from engine.events import Event, EventSink, discard
 from engine.executor import Execution, Executor
 from engine.prompt import Prompt, PromptFormatError
-from engine.store import QueueItem, Store
+from engine.queue import PromptQueue
+from engine.store import QueueItem
 from engine.validation import PromptInvalid
 
 log = logging.getLogger(__name__)
+MAX_BACKOFF_S = 5.0
 
 
 class PromptWorker:
-    def __init__(self, store: Store, executor: Executor, on_event: EventSink = discard,
-                 on_queue_change: Callable[[], None] | None = None):
+    def __init__(self, store: PromptQueue, executor: Executor, on_event: EventSink = discard,
+                 on_queue_change: Callable[[], None] | None = None, requeue_on_stop: bool = False):
         self.store = store
         self.executor = executor
         self.on_event = on_event
@@ -33,6 +35,9 @@ class PromptWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        # A cluster worker that is stopped hands its unfinished prompt back to the queue instead of recording it
+        # as interrupted: another worker runs it.
+        self.requeue_on_stop = requeue_on_stop
 
     def start(self) -> asyncio.Task[None]:
         recovered = self.store.recover()
@@ -65,11 +70,25 @@ class PromptWorker:
         return True
 
     async def _loop(self) -> None:
+        failures = 0
         while not self._stopping:
-            item = await asyncio.to_thread(self.store.claim_next)
-            if item is None:
+            try:
+                item = await asyncio.to_thread(self.store.claim_next)
+                failures = 0
+            except Exception as exc:  # the queue is unreachable (Redis restarting): back off and try again
+                failures += 1
+                if failures == 1:
+                    log.warning("the queue is unreachable (%s); retrying with backoff", exc)
                 self._wake.clear()
-                await self._wake.wait()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=min(MAX_BACKOFF_S, 0.1 * 2 ** failures))
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            if item is None:
+                if not getattr(self.store, "blocking_claim", False):  # claim_next waited already on Redis
+                    self._wake.clear()
+                    await self._wake.wait()
                 continue
             self.current = item
             self.on_queue_change()
@@ -101,19 +120,44 @@ class PromptWorker:
                      "exception_type": type(exc).__name__, "traceback": [], "current_inputs": {},
                      "current_outputs": []}
             emit(Event("execution_error", error))
-            await asyncio.to_thread(self.store.complete, item.prompt_id, "error", {},
-                                    [["execution_error", error]], None, error)
+            await self._record(item, "error", {}, [["execution_error", error]], None, error)
             return
         try:
             result = await self._execution.run()
         finally:
             self._execution = None
             self.executor.prune_instances((nid, n.class_type) for nid, n in prompt.nodes.items())
+        if self._stopping and self.requeue_on_stop and result.status == "interrupted":
+            log.info("prompt %s stopped with this worker; it goes back to the queue", item.prompt_id)
+            await asyncio.to_thread(self.store.recover)
+            return
         meta = {nid: {"node_id": nid, "display_node": nid, "real_node_id": nid} for nid in result.outputs}
         timings = {**result.timings, "started": started}
         messages = [[kind, _jsonable(data)] for kind, data in result.messages]
-        await asyncio.to_thread(self.store.complete, item.prompt_id, result.status, _jsonable(result.outputs),
-                                messages, timings, _jsonable(result.error), meta)
+        await self._record(item, result.status, _jsonable(result.outputs), messages, timings,
+                           _jsonable(result.error), meta)
+
+    async def _record(self, item: QueueItem, *args: Any) -> None:
+        """Write the history entry (which also takes the prompt off the queue), retrying while the queue is
+        unreachable: a result is never dropped. Then tell listeners the prompt is done."""
+        failures = 0
+        while True:
+            try:
+                await asyncio.to_thread(self.store.complete, item.prompt_id, *args)
+                break
+            except KeyError:  # deleted meanwhile (POST /queue clear on Redis, history cleared): nothing to record
+                log.info("prompt %s left the queue while it ran; its result is not recorded", item.prompt_id)
+                break
+            except Exception as exc:
+                failures += 1
+                if failures == 1 or self._stopping:
+                    log.warning("could not record prompt %s (%s); retrying", item.prompt_id, exc)
+                if self._stopping and failures > 3:
+                    log.error("prompt %s: result not recorded; it runs again when the queue is back",
+                              item.prompt_id)
+                    return
+                await asyncio.sleep(min(MAX_BACKOFF_S, 0.1 * 2 ** failures))
+        self.on_event(Event("prompt_done", {"prompt_id": item.prompt_id}, item.client_id))
 
 
 def _jsonable(value: Any) -> Any:

@@ -39,7 +39,7 @@ def _id_list(value: Any, what: str) -> list[str]:
 # /prompt ---------------------------------------------------------------------------------------------------
 @router.get("/prompt")
 async def get_prompt(request: Request) -> dict[str, Any]:
-    remaining = await asyncio.to_thread(_runtime(request).store.remaining)
+    remaining = await asyncio.to_thread(_runtime(request).queue.remaining)
     return {"exec_info": {"queue_remaining": remaining}}
 
 
@@ -90,9 +90,17 @@ async def post_prompt(request: Request) -> Response:
 # /queue ----------------------------------------------------------------------------------------------------
 @router.get("/queue")
 async def get_queue(request: Request) -> dict[str, Any]:
-    store = _runtime(request).store
-    running, pending = await asyncio.gather(asyncio.to_thread(store.running), asyncio.to_thread(store.pending))
-    return {"queue_running": [i.as_comfy() for i in running], "queue_pending": [i.as_comfy() for i in pending]}
+    runtime = _runtime(request)
+    queue = runtime.queue
+    running, pending, workers = await asyncio.gather(asyncio.to_thread(queue.running),
+                                                     asyncio.to_thread(queue.pending),
+                                                     asyncio.to_thread(runtime.workers))
+    body: dict[str, Any] = {"queue_running": [i.as_comfy() for i in running],
+                            "queue_pending": [i.as_comfy() for i in pending]}
+    if runtime.cluster is not None:  # an AvatarGraph addition; ComfyUI clients ignore it
+        body["workers"] = workers
+        body["running_on"] = {i.prompt_id: queue.worker_of(i.prompt_id) for i in running}
+    return body
 
 
 @router.post("/queue")
@@ -103,10 +111,10 @@ async def post_queue(request: Request) -> dict[str, Any]:
         raise ApiError(400, "invalid_request", "send {\"clear\": true} or {\"delete\": [prompt ids]}")
     removed = 0
     if body.get("clear") is True:
-        removed += await asyncio.to_thread(runtime.store.clear_pending)
+        removed += await asyncio.to_thread(runtime.queue.clear_pending)
     if "delete" in body:
         ids = _id_list(body["delete"], "delete")
-        removed += await asyncio.to_thread(runtime.store.delete_pending, ids)
+        removed += await asyncio.to_thread(runtime.queue.delete_pending, ids)
         for prompt_id in ids:  # as ComfyUI's frontend expects: deleting the running prompt interrupts it
             runtime.interrupt(prompt_id)
     _hub(request).queue_changed()
@@ -137,17 +145,17 @@ async def interrupt(request: Request) -> dict[str, Any]:
 # /history --------------------------------------------------------------------------------------------------
 @router.get("/history")
 async def get_history(request: Request, max_items: int | None = None, offset: int = -1) -> dict[str, Any]:
-    return await asyncio.to_thread(_runtime(request).store.history, max_items, offset)
+    return await asyncio.to_thread(_runtime(request).queue.history, max_items, offset)
 
 
 @router.get("/history/{prompt_id}")
 async def get_history_item(request: Request, prompt_id: str) -> dict[str, Any]:
-    return await asyncio.to_thread(_runtime(request).store.history_item, prompt_id)
+    return await asyncio.to_thread(_runtime(request).queue.history_item, prompt_id)
 
 
 @router.post("/history")
 async def post_history(request: Request) -> dict[str, Any]:
-    store = _runtime(request).store
+    store = _runtime(request).queue
     body = await read_json(request)
     if not isinstance(body, dict) or not ({"clear", "delete"} & body.keys()):
         raise ApiError(400, "invalid_request", "send {\"clear\": true} or {\"delete\": [prompt ids]}")
@@ -176,7 +184,7 @@ async def get_jobs(request: Request, status: str | None = None, workflow_id: str
         raise ApiError(400, "invalid_request", "sort_by is created_at|execution_duration, sort_order asc|desc")
     if (limit is not None and limit < 0) or offset < 0:
         raise ApiError(400, "invalid_request", "limit and offset must not be negative")
-    running, pending, history = await asyncio.to_thread(_snapshot, _runtime(request).store)
+    running, pending, history = await asyncio.to_thread(_snapshot, _runtime(request).queue)
     jobs, total = J.list_jobs(running, pending, history, statuses, workflow_id, sort_by, sort_order, limit, offset)
     return {"jobs": jobs, "pagination": {"offset": offset, "limit": limit, "total": total,
                                          "has_more": offset + len(jobs) < total}}
@@ -184,7 +192,7 @@ async def get_jobs(request: Request, status: str | None = None, workflow_id: str
 
 @router.get("/jobs/{prompt_id}")
 async def get_job(request: Request, prompt_id: str) -> Response:
-    store = _runtime(request).store
+    store = _runtime(request).queue
     entry = await asyncio.to_thread(store.history_item, prompt_id)
     if entry:
         return JSONResponse(J.history_job(prompt_id, entry[prompt_id], include_outputs=True))
@@ -197,7 +205,7 @@ async def get_job(request: Request, prompt_id: str) -> Response:
 @router.post("/jobs/{prompt_id}/cancel")
 async def cancel_job(request: Request, prompt_id: str) -> dict[str, Any]:
     runtime = _runtime(request)
-    removed = await asyncio.to_thread(runtime.store.delete_pending, [prompt_id])
+    removed = await asyncio.to_thread(runtime.queue.delete_pending, [prompt_id])
     interrupted = runtime.interrupt(prompt_id)
     _hub(request).queue_changed()
     return {"cancelled": bool(removed or interrupted)}

@@ -14,13 +14,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from engine import types as T
+from engine.version import VERSION
 from server.errors import ApiError, error_response, read_json
 from server.frontend import FRONTEND_VERSION, extension_urls, template_sources, workflow_file, workflow_templates
 from server.node_info import node_info, object_info
 
 router = APIRouter()
 USER = "default"
-VERSION = "0.1.0"
 
 
 def _runtime(request: Request) -> Any:
@@ -77,7 +77,21 @@ async def system_stats(request: Request) -> dict[str, Any]:
         },
         "devices": stats.get("devices", []),
         "models": {"loaded": stats.get("loaded", []), "budget": budget},
+        **(await _cluster_stats(runtime)),
     }
+
+
+async def _cluster_stats(runtime: Any) -> dict[str, Any]:
+    """The workers of a distributed queue (an AvatarGraph addition to ComfyUI's answer)."""
+    if runtime.cluster is None:
+        return {}
+    from engine.cluster import redact
+
+    queue = {"backend": "redis", "url": redact(runtime.cluster.url), "member": runtime.cluster.name}
+    try:
+        return {"queue": queue, "workers": await asyncio.to_thread(runtime.workers)}
+    except Exception as exc:  # Redis away: the server still answers
+        return {"queue": {**queue, "error": f"unreachable ({exc})"}, "workers": []}
 
 
 @router.get("/features")

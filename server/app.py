@@ -70,6 +70,7 @@ def create_app(runtime: Runtime, config: ServerConfig | None = None) -> FastAPI:
         hub.bind(asyncio.get_running_loop())
         runtime.listeners.append(hub.on_event)
         await runtime.start(local_worker=config.local_worker)
+        runtime.queue_listeners.append(hub.queue_changed)
         if runtime.worker is not None:
             previous = runtime.worker.on_queue_change
 
@@ -99,6 +100,19 @@ def create_app(runtime: Runtime, config: ServerConfig | None = None) -> FastAPI:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         return exc.response()
+
+    if runtime.cluster is not None:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        from engine.cluster import redact
+
+        async def queue_unreachable(_: Request, exc: Exception) -> JSONResponse:
+            return error_response(503, "queue_unavailable",
+                                  f"the queue (Redis at {redact(runtime.cluster.url)}) is unreachable ({exc}); "
+                                  "reconnecting: try again shortly")
+        app.add_exception_handler(RedisConnectionError, queue_unreachable)
+        app.add_exception_handler(RedisTimeoutError, queue_unreachable)
 
     @app.exception_handler(RequestValidationError)
     async def bad_parameters(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -241,9 +241,7 @@ class ClientHub:
             self.send(self._json(event.type, data), sid)
 
     def _is_queued_run(self, prompt_id: str) -> bool:
-        worker = self.runtime.worker
-        current = worker.current if worker is not None else None
-        return current is not None and current.prompt_id == prompt_id
+        return self.runtime.is_queued_run(prompt_id)
 
     def _send_end(self, prompt_id: str, sid: str | None) -> None:
         if sid is not None:
@@ -271,7 +269,7 @@ class ClientHub:
         return running[-1] if running else None
 
     async def _status_info(self) -> dict[str, Any]:
-        remaining = await asyncio.to_thread(self.runtime.store.remaining)
+        remaining = await asyncio.to_thread(self.runtime.queue.remaining)
         return {"exec_info": {"queue_remaining": remaining}}
 
     def queue_changed(self) -> None:

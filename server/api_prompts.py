@@ -92,14 +92,13 @@ async def post_prompt(request: Request) -> Response:
 async def get_queue(request: Request) -> dict[str, Any]:
     runtime = _runtime(request)
     queue = runtime.queue
-    running, pending, workers = await asyncio.gather(asyncio.to_thread(queue.running),
-                                                     asyncio.to_thread(queue.pending),
-                                                     asyncio.to_thread(runtime.workers))
+    running, pending = await asyncio.gather(asyncio.to_thread(queue.running), asyncio.to_thread(queue.pending))
     body: dict[str, Any] = {"queue_running": [i.as_comfy() for i in running],
                             "queue_pending": [i.as_comfy() for i in pending]}
     if runtime.cluster is not None:  # an AvatarGraph addition; ComfyUI clients ignore it
-        body["workers"] = workers
-        body["running_on"] = {i.prompt_id: queue.worker_of(i.prompt_id) for i in running}
+        body["workers"] = await asyncio.to_thread(runtime.workers)
+        body["running_on"] = await asyncio.to_thread(lambda: {i.prompt_id: queue.worker_of(i.prompt_id)
+                                                             for i in running})
     return body
 
 

@@ -302,6 +302,18 @@ def test_a_killed_worker_s_prompt_completes_on_the_other_worker_once(start_clust
     assert sorted(history) == sorted([slow, *others])  # nothing lost, nothing twice
     assert request(cluster.url, "GET", "/api/queue")[1]["queue_pending"] == []
     assert victim not in cluster.live_workers()
+    # POST /interrupt on the server stops the prompt on whichever worker runs it
+    slow = cluster.submit(_test_prompt(2, delay=20.0, steps=100))
+    deadline = time.monotonic() + 60
+    while request(cluster.url, "GET", "/api/queue")[1].get("running_on", {}).get(slow) is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    asked = time.monotonic()
+    assert request(cluster.url, "POST", "/api/interrupt", {"prompt_id": slow})[1] == {"interrupted": True}
+    entry = cluster.wait_done([slow], timeout=30)[slow]
+    assert time.monotonic() - asked < 10
+    assert entry["status"]["status_str"] == "error" and not entry["status"]["completed"]
+    assert any(m[0] == "execution_interrupted" for m in entry["status"]["messages"])
 
 
 def test_redis_restart_mid_queue_loses_nothing_and_the_server_keeps_answering(start_cluster, pack: str) -> None:
@@ -313,6 +325,8 @@ def test_redis_restart_mid_queue_loses_nothing_and_the_server_keeps_answering(st
     status, body = request(cluster.url, "GET", "/api/queue", timeout=30)
     assert status == 503 and "unreachable" in body["error"]["message"], body
     assert time.monotonic() - started < 15
+    status, body = request(cluster.url, "POST", "/api/prompt", {"prompt": _test_prompt(50)}, timeout=30)
+    assert status == 503 and body["error"]["type"] == "queue_unavailable", body
     assert request(cluster.url, "GET", "/api/system_stats")[0] == 200  # the server keeps answering
     assert request(cluster.url, "GET", "/api/object_info/LoadImage")[0] == 200
     time.sleep(1.5)

@@ -1,6 +1,6 @@
 """Scale-out benchmark: a short render workflow through the distributed queue with 1, 2 and 3 workers.
 
-    .venv/bin/python benchmarks/scale.py [--prompts 12] [--sequential 10] [--workers 1 2 3]
+    .venv/bin/python benchmarks/scale.py [--prompts 30] [--sequential 15] [--workers 1 2 3]
 
 Every configuration is real processes: a private redis-server, ``main.py --queue … --no-local-worker`` and N
 ``main.py worker`` processes (and, as the baseline, the embedded default: ``main.py`` with its SQLite queue,
@@ -121,8 +121,8 @@ def measure(cluster: LocalCluster, prompts: int, sequential: int, seed0: int) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--prompts", type=int, default=12)
-    parser.add_argument("--sequential", type=int, default=10)
+    parser.add_argument("--prompts", type=int, default=30)
+    parser.add_argument("--sequential", type=int, default=15)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 3])
     args = parser.parse_args()
     results: dict[str, Any] = {}

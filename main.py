@@ -22,6 +22,7 @@ if str(ROOT) not in sys.path:
 
 from engine.cli import CliError, cmd_nodes, cmd_run, cmd_validate  # noqa: E402
 from engine.cluster import ClusterUnavailable, ClusterVersionError  # noqa: E402
+from engine.memory import limit_malloc_arenas  # noqa: E402
 from engine.runtime import Runtime, RuntimeConfig  # noqa: E402
 
 
@@ -99,6 +100,7 @@ def make_runtime(args: argparse.Namespace) -> Runtime:
 
 
 def main(argv: list[str] | None = None) -> int:
+    limit_malloc_arenas()  # before torch, onnxruntime or the server start threads (engine/memory.py says why)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -8,7 +8,9 @@ are created and freed all along.
 
 Pass criteria: zero errors (error messages, timeouts, turns without a reply, sessions not freed); RSS growth < 5 %
 from the end of the warm-up (the first session: models load) to the end; no leaked threads or file descriptors
-(counted between sessions, when none is open).
+(counted between sessions, when none is open). Each sample also says where the memory lies (engine/memory.py):
+anonymous vs file-backed, glibc heap in use vs free, large mmapped blocks, arenas. Like main.py, it caps glibc's
+malloc arenas first (``--malloc-arenas 0`` leaves glibc's default: one per thread, up to 8 per core).
 
 Run: ``.venv/bin/python benchmarks/soak.py --minutes 60``; the last line printed is JSON.
 """
@@ -53,6 +55,16 @@ class Sample:
     fds: int
     sessions_open: int
     py_objects: int  # objects the garbage collector tracks: growth here is a leak, not allocator fragmentation
+    turns: int = 0
+    anon_mb: float = 0.0  # anonymous resident memory (heap, arenas, stacks, native buffers)
+    file_mb: float = 0.0  # file-backed resident memory (mapped weights, libraries)
+    heap_mb: float = 0.0  # glibc arenas' size (mallinfo2 ``arena``)
+    heap_in_use_mb: float = 0.0  # allocated, not freed (``uordblks``)
+    heap_free_mb: float = 0.0  # freed but kept by the arenas (``fordblks``)
+    mmapped_mb: float = 0.0  # large blocks mmapped one by one (``hblkhd``)
+    arenas: int = 0
+    cache_entries: int = 0  # the engine's output cache
+    models_loaded: int = 0
 
 
 @dataclass
@@ -85,16 +97,25 @@ class SoakReport:
                 "fds_baseline": base.fds if base else None, "fds_end": end.fds if end else None}
 
 
-def sample(started: float, runtime: Any) -> Sample:
+def sample(started: float, runtime: Any, turns: int = 0) -> Sample:
     import gc
 
     import psutil
 
+    from engine.memory import memory_report
+
     proc = psutil.Process()
     names = [t.name for t in threading.enumerate()]
     pool = sum(1 for n in names if n.startswith("asyncio_"))
+    mem = memory_report()
+    models = getattr(runtime, "models", None)
+    cache = getattr(getattr(runtime, "executor", None), "cache", None)
     return Sample(round(time.monotonic() - started, 1), round(proc.memory_info().rss / 2**20, 1),
-                  len(names) - pool, pool, proc.num_fds(), len(runtime.sessions), len(gc.get_objects()))
+                  len(names) - pool, pool, proc.num_fds(), len(runtime.sessions), len(gc.get_objects()),
+                  turns, mem.get("anon_mb", 0.0), mem.get("file_mb", 0.0), mem.get("heap_mb", 0.0),
+                  mem.get("in_use_mb", 0.0), mem.get("free_mb", 0.0), mem.get("mmapped_mb", 0.0),
+                  mem.get("arenas", 0), len(cache) if cache is not None else 0,
+                  len(models.loaded()) if models is not None else 0)
 
 
 async def barge_turn(driver: TalkDriver, lang: str, first: tuple[str, Any], second: tuple[str, Any],
@@ -177,7 +198,7 @@ async def soak(minutes: float, session_turns: int = 6, barge_every: int = 5, wor
                 if srv.runtime.sessions:
                     report.errors.append(f"session {ready.get('session_id')} was not freed after the client left")
                 await asyncio.sleep(1.0)  # worker threads of the closed session wind down
-                report.samples.append(sample(started, srv.runtime))
+                report.samples.append(sample(started, srv.runtime, report.turns))
                 if verbose:
                     print(f"  after session {report.sessions}: {asdict(report.samples[-1])}", flush=True)
     return report
@@ -190,7 +211,13 @@ def main() -> None:
     parser.add_argument("--barge-every", type=int, default=5)
     parser.add_argument("--workflow", type=Path, default=None)
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--malloc-arenas", type=int, default=None,
+                        help="cap glibc's malloc arenas (engine.memory.limit_malloc_arenas; 0: leave the default)")
     args = parser.parse_args()
+    if args.malloc_arenas != 0:
+        from engine.memory import limit_malloc_arenas
+
+        limit_malloc_arenas(args.malloc_arenas)  # before any thread starts, as main.py does
     logging.basicConfig(level=logging.WARNING)
     workflow = json.loads(args.workflow.read_text()) if args.workflow else None
     report = asyncio.run(soak(args.minutes, args.session_turns, args.barge_every, workflow, verbose=not args.quiet))

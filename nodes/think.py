@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from engine import types as T
@@ -95,6 +95,9 @@ class LLMPersona(Node):
                     greet: bool) -> AsyncIterator[TextChunk]:
         inbox = _TurnInbox()
         reader = asyncio.create_task(inbox.fill(text_stream), name=f"llm-input-{ctx.node_id}")
+        # evaluate the persona prompt while the person is still speaking: the first reply then starts in about a
+        # second instead of the ~10-20 s a cold 600-token prompt takes on a 2-core CPU
+        warming = asyncio.create_task(_prewarm(ctx, talk), name=f"llm-prewarm-{ctx.node_id}")
         counter = 0
         try:
             if greet and talk.persona.greeting:
@@ -106,7 +109,8 @@ class LLMPersona(Node):
                 counter += 1
                 turn_id = item.turn_id if isinstance(item, TextChunk) and item.turn_id else counter
                 replying = talk.reply(user_text, turn_id, interrupted=ctx.interrupted.is_set,
-                                      stop_early=inbox.speech_waiting)
+                                      stop_early=inbox.speech_waiting,
+                                      on_first_token=_first_token_mark(ctx, turn_id))
                 try:
                     async for chunk in replying:
                         yield chunk
@@ -120,7 +124,8 @@ class LLMPersona(Node):
                     _report_turn(ctx, turn_id, talk)
         finally:
             reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
+            warming.cancel()  # the prefill thread itself finishes on its own (it holds the model lock meanwhile)
+            await asyncio.gather(reader, warming, return_exceptions=True)
 
     # ------------------------------------------------------------------ resources
 
@@ -203,6 +208,25 @@ class _TurnInbox:
 
     def speech_waiting(self) -> bool:
         return any(item is not self.END and _text_of(item).strip() for item in self._items)
+
+
+async def _prewarm(ctx: NodeContext, talk: Conversation) -> None:
+    try:
+        await talk.prewarm()
+    except asyncio.CancelledError:
+        raise
+    except Exception as e:  # a warm-up only: the first reply evaluates the whole prompt itself
+        log.warning("LLMPersona %s: could not pre-evaluate the persona prompt (%s); the first reply will be slower",
+                    ctx.node_id, e)
+
+
+def _first_token_mark(ctx: NodeContext, turn_id: int) -> Callable[[], None]:
+    """A latency mark for the live session's client when the model's first token of ``turn_id`` arrives."""
+    def mark() -> None:
+        emit = getattr(ctx.session, "emit_event", None)
+        if emit is not None:
+            emit("turn_mark", {"node": ctx.node_id, "turn_id": turn_id, "stage": "llm_first_token"})
+    return mark
 
 
 def _report_turn(ctx: NodeContext, turn_id: int, talk: Conversation) -> None:

@@ -801,14 +801,9 @@ class TalkConnection:
 def release_free_memory() -> None:
     """Give the memory a closed session freed back to the OS (glibc keeps freed heap pages otherwise, and a
     long-running server's RSS creeps up session after session). A no-op where there is no glibc."""
-    import ctypes
-    import gc
+    from engine.memory import release_free_memory as release
 
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    release()
 
 
 def _end_silence_s(prompt: dict[str, Any], runtime: Runtime) -> float:
@@ -844,7 +839,13 @@ async def get_options(request: Request) -> dict[str, Any]:
 @router.websocket("/ws/talk")
 async def ws_talk(websocket: WebSocket) -> None:
     await websocket.accept()
-    connection = TalkConnection(websocket, _runtime(websocket.app))
+    runtime = _runtime(websocket.app)
+    if runtime.cluster is not None and runtime.worker is None:  # this server runs no graphs: a worker hosts it
+        from server.talk_relay import relay_talk
+
+        await relay_talk(websocket, runtime)
+        return
+    connection = TalkConnection(websocket, runtime)
     active = talk_connections(websocket.app)
     active.add(connection)
     try:

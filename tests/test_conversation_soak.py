@@ -24,6 +24,9 @@ async def test_three_minute_soak_with_the_default_stack():
         pytest.skip("no Whisper weights installed (python main.py models install whisper-base)")
     import soak
 
+    from engine.memory import limit_malloc_arenas
+
+    limit_malloc_arenas()  # as main.py does at start-up (arenas that earlier tests' threads created stay)
     report = await soak.soak(minutes=3.0, session_turns=3, barge_every=4, turn_timeout=120.0)
     verdict = report.verdict()
     print(f"\nsoak 3 min: {report.turns} turns, {report.barge_ins} barge-ins, {report.sessions} sessions; "

@@ -454,3 +454,7 @@ def test_short_window_loop_guard():
     assert check_fitted("Hello, how are you doing today?", 10, 60, 2.0) == "Hello, how are you doing today?"
     assert check_fitted("one two three four five six seven eight nine ten eleven twelve thirteen", 14, 60, 1.5) is None
     assert check_fitted("Привет, как у тебя дела сегодня?", 60, 60, 2.0) is None  # hit the token budget
+    # a short turn said over again by the decoder ("Hi there. Hi there.") is kept once
+    assert check_fitted("Hi there. Hi there.", 8, 40, 1.2) == "Hi there."
+    assert check_fitted("Привет! Привет!", 6, 40, 1.0) == "Привет!"
+    assert check_fitted("Hi there. How are you?", 8, 40, 1.5) == "Hi there. How are you?"

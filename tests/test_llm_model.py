@@ -107,3 +107,27 @@ def test_an_interrupt_flag_stops_the_reply(backend) -> None:
         assert not timing.complete and timing.pieces < 300
 
     asyncio.run(run())
+
+
+
+def test_prewarm_evaluates_the_prompt_head_so_the_first_reply_reuses_it(backend, tmp_path: Path) -> None:
+    """The persona prompt is evaluated before the first message; the first reply then evaluates only the message,
+    its closing instruction and its own tokens (llama-cpp-python matches the cached prefix)."""
+    async def run() -> None:
+        with Store(tmp_path / "memory.sqlite") as store:
+            llama = backend.llama()
+            llama.reset()
+            talk = Conversation(load_persona("alisa"), backend, DialogMemory(store, "warm", count=backend.count_tokens),
+                                context_tokens=1536, temperature=0.0, max_tokens=8, seed=1)
+            assert await talk.prewarm() > 1
+            assert llama.n_tokens > 300  # the system prompt and the example dialog are in the KV cache
+            evaluated: list[int] = []
+            real_eval = llama.eval
+            llama.eval = lambda tokens: (evaluated.append(len(tokens)), real_eval(tokens))[1]
+            try:
+                await talk.reply_text("Hello! What do you like to read?")
+            finally:
+                del llama.eval
+            assert evaluated and sum(evaluated) < 80, evaluated  # not the ~600-token prompt again
+
+    asyncio.run(run())

@@ -169,3 +169,35 @@ def test_memory_rejects_unknown_roles(store: Store) -> None:
 def test_persona_model_forbids_unknown_fields() -> None:
     with pytest.raises(Exception):
         Persona.model_validate({"name": "A", "character": "c", "speaking_style": "s", "mood": "x"})
+
+
+def test_a_fact_stated_later_goes_into_that_turns_note_and_the_prompt_head_stays_cached(store: Store) -> None:
+    """Facts the person states mid-dialog must not rewrite the facts block in front of the dialog (llama.cpp would
+    re-evaluate the whole dialog): the block stays as it was and the new fact is told after the message; once old
+    turns are folded away the block is rebuilt with every fact."""
+    alisa = load_persona("alisa")
+    memory = DialogMemory(store, "pin")
+    previous = None
+    script = [("How are you today?", "Great, thanks!"), ("My name is Tom, I live in Oslo.", "Nice to meet you, Tom!"),
+              ("What is your name?", "I'm Alisa.")]
+    for user, reply in script:
+        prompt = build_prompt(alisa, user, memory, budget=4096)
+        if previous is not None:  # each prompt extends the previous one
+            assert prompt.messages[:len(previous.messages)] == previous.messages
+        assert "Nothing yet" in about_block(prompt)[1]  # the block of turn one, kept
+        memory.add("user", user, {"about": prompt.about, "about_told": [[f.kind, f.text] for f in prompt.told]},
+                   note=prompt.note)
+        memory.add("assistant", reply)
+        previous = prompt
+        previous.messages.append({"role": "assistant", "content": reply})
+        if user.startswith("My name"):
+            assert "The person's name is Tom." in prompt.note and "never Tom" in prompt.note
+            assert "Oslo" in prompt.note and prompt.note.startswith("Reply as Alisa, in English")
+        else:
+            assert "Tom" not in prompt.note  # told once, on the turn it was said
+    assert [f.text for f in previous.told if f.kind == "name"] == ["Tom"]
+    # a tight budget folds the old turns away: the block is rebuilt and now holds the name
+    base = build_prompt(alisa, "Do you remember me?", None, budget=4096).tokens
+    folded = build_prompt(alisa, "Do you remember me?", memory, budget=base + 60)
+    assert folded.folded > 0 and "The person's name is Tom." in about_block(folded)[1]
+    assert "Tom" not in folded.note

@@ -112,7 +112,8 @@ async def test_live_session_answers_each_turn_and_keeps_memory_in_the_session_st
 
     def emit_event(kind: str, data: dict) -> None:
         events.append((kind, data))
-        answered.set()
+        if kind == "llm_reply":
+            answered.set()
 
     with Store(tmp_path / "session.sqlite") as store:
         session = SimpleNamespace(session_id="s-1", store=store, emit_event=emit_event)
@@ -135,6 +136,11 @@ async def test_live_session_answers_each_turn_and_keeps_memory_in_the_session_st
         turns = store.turns("s-1")
         assert [t.role for t in turns] == ["user", "assistant", "user", "assistant"]
         assert [e[1]["turn_id"] for e in events if e[0] == "llm_reply"] == [11, 13]
+        # the first token of each turn is marked when it arrives (the latency trace's llm_first_token)
+        marks = [e[1]["turn_id"] for e in events if e[0] == "turn_mark" and e[1]["stage"] == "llm_first_token"]
+        assert marks == [11, 13]
+        assert [k for k, d in events if d.get("turn_id") == 11].index("turn_mark") < \
+            [k for k, d in events if d.get("turn_id") == 11].index("llm_reply")
 
 
 async def test_live_session_new_turn_cuts_the_reply(small_model: str, tmp_path: Path) -> None:

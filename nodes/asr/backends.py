@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -110,6 +111,22 @@ def cut_trailing_loop(text: str, min_words: int = 3) -> str | None:
     return None
 
 
+_SENTENCE = re.compile(r"[^.!?…]+[.!?…]*")
+
+
+def cut_repeated_sentence(text: str) -> str | None:
+    """When ``text`` is one short sentence said over again ("Hi there. Hi there."), that sentence once; None
+    otherwise. A short decoder window makes Whisper do this on short turns (too short a phrase for
+    ``cut_trailing_loop``), and the LLM then reads the person's greeting twice."""
+    sentences = [m.group(0).strip() for m in _SENTENCE.finditer(text) if m.group(0).strip()]
+    if len(sentences) < 2:
+        return None
+    keys = [" ".join(_word_key(w) for w in s.split()) for s in sentences]
+    if keys[0] and all(k == keys[0] for k in keys):
+        return sentences[0]
+    return None
+
+
 MAX_WORDS_PER_SECOND = 6.0  # faster than any real speech: the decoder is looping
 
 
@@ -127,6 +144,9 @@ def check_fitted(text: str, n_tokens: int, budget: int, seconds: float) -> str |
     cut = cut_trailing_loop(text)
     if cut is not None:
         return cut
+    once = cut_repeated_sentence(text)
+    if once is not None:
+        return once
     too_fast = len(text.split()) > MAX_WORDS_PER_SECOND * max(seconds, 1.0)
     if _looped(text, n_tokens, budget) or _repeats_phrase(text) or too_fast:
         return None
@@ -227,6 +247,8 @@ class FasterWhisperBackend:
                 logger.debug("short window looped (%r): redoing on the full window", text[:80])
                 return self._one_window(samples, [language], fit_window=False)
             text = checked
+        else:  # the full window repeats a short turn too ("Hi there! Hi there!", measured on the Talk benchmark)
+            text = cut_repeated_sentence(text) or text
         avg_logprob = float(result.scores[0]) if result.scores else 0.0
         if _is_no_speech(result.no_speech_prob, avg_logprob):
             text = ""

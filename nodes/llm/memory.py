@@ -39,10 +39,22 @@ class DialogTurn:
 
 
 @dataclass(frozen=True)
+class PinnedFacts:
+    """The "about the person" block of the last prompt (its exact text) and every fact that prompt had told the
+    model, in the block or in a closing note. While no turn is folded away the next prompt keeps this block
+    unchanged (so llama.cpp's cached prefix, the whole dialog after the block, stays valid) and tells new facts in
+    its own closing note instead."""
+    text: str
+    told: list[Fact]
+    persona: str | None = None  # the persona's name the block was written for
+
+
+@dataclass(frozen=True)
 class MemoryView:
     facts: list[Fact]  # everything the person said about themselves, folded or not
     recent: list[DialogTurn]  # the turns still kept verbatim, oldest first
     recent_tokens: int
+    pinned: PinnedFacts | None = None  # from the newest user turn that recorded its prompt's block
 
 
 class DialogMemory:
@@ -91,7 +103,15 @@ class DialogMemory:
         if extra_user_text:
             facts = merge_facts(facts, extract_facts(extra_user_text), self.max_facts)
         kept = [DialogTurn(t.role, t.text, t.meta.get("note"), t.meta.get("raw")) for t in recent]
-        return MemoryView(facts, kept, sum(t.tokens for t in recent))
+        pinned = None
+        for turn in reversed(recent):
+            if turn.role == "user":
+                if isinstance(turn.meta.get("about"), str):
+                    pinned = PinnedFacts(turn.meta["about"],
+                                         [Fact(str(k), str(v)) for k, v in turn.meta.get("about_told", [])],
+                                         turn.meta.get("about_persona"))
+                break
+        return MemoryView(facts, kept, sum(t.tokens for t in recent), pinned)
 
     def fit(self, history_budget: int) -> int:
         """Fold the oldest exchanges into the summary until the recent turns take at most ``history_budget``

@@ -68,6 +68,17 @@ def about_person(persona: Persona, facts: list[Fact]) -> str:
     return "\n".join(lines)
 
 
+def new_facts_note(persona: Persona, facts: list[Fact]) -> str:
+    """Facts the person just stated, told after their message while the facts block stays as it was."""
+    if not facts:
+        return ""
+    lines = " ".join(f.render() for f in facts)
+    name = next((f.text for f in facts if f.kind == "name"), None)
+    if name:
+        lines += f" Your own name is {persona.name}, never {name}."
+    return f"New about the person (facts about THEM, not about you): {lines}"
+
+
 def closing_instruction(persona: Persona, user_text: str) -> str:
     """The short instruction after the person's message: who answers, in which language, how long."""
     language = detect_language(user_text)
@@ -83,6 +94,8 @@ class Prompt:
     note: str  # the closing instruction after the message (stored with the user turn)
     tokens: int  # counted with the builder's counter, chat-template overhead included
     folded: int  # turns folded into the memory summary to make room
+    about: str = ""  # the "about the person" block's text (kept by the next prompt while nothing is folded)
+    told: tuple[Fact, ...] = ()  # the facts this prompt tells, in the block or in the closing note
 
 
 def build_prompt(persona: Persona, user_text: str, memory: DialogMemory | None, budget: int,
@@ -99,9 +112,24 @@ def build_prompt(persona: Persona, user_text: str, memory: DialogMemory | None, 
     closing = closing_instruction(persona, user_text)
     head = [{"role": "system", "content": system_prompt(persona)}, *example_messages(persona)]
 
+    def assemble(about: str, note: str, history: list[Message]) -> list[Message]:
+        return [*head, {"role": "system", "content": about}, *history,
+                {"role": "user", "content": user_text}, {"role": "system", "content": note}]
+
+    # Keep the last prompt's facts block while the dialog fits without folding: everything after the block (the
+    # whole dialog) then stays in llama.cpp's KV cache, and facts stated since are told in this turn's note.
+    if view is not None and view.pinned is not None and view.pinned.persona in (None, persona.name):
+        told = set(view.pinned.told)
+        fresh = [f for f in facts if f not in told]
+        note = " ".join(p for p in (closing, new_facts_note(persona, fresh)) if p)
+        history = [m for turn in view.recent for m in turn.messages()]
+        messages = assemble(view.pinned.text, note, history)
+        tokens = messages_tokens(messages, count)
+        if tokens <= budget:
+            return Prompt(messages, note, tokens, 0, view.pinned.text, (*view.pinned.told, *fresh))
+
     def fixed_messages(fs: list[Fact]) -> list[Message]:
-        return [*head, {"role": "system", "content": about_person(persona, fs)},
-                {"role": "user", "content": user_text}, {"role": "system", "content": closing}]
+        return assemble(about_person(persona, fs), closing, [])
 
     fixed = messages_tokens(fixed_messages(facts), count)
     while fixed > budget and len(facts) > 1:  # keep the name, drop the oldest quotations
@@ -118,6 +146,6 @@ def build_prompt(persona: Persona, user_text: str, memory: DialogMemory | None, 
         view = memory.view(user_text) if folded else view
         assert view is not None
         history = [m for turn in view.recent for m in turn.messages()]
-    base = fixed_messages(facts)
-    messages = [*base[:-2], *history, *base[-2:]]
-    return Prompt(messages, closing, messages_tokens(messages, count), folded)
+    about = about_person(persona, facts)
+    messages = assemble(about, closing, history)
+    return Prompt(messages, closing, messages_tokens(messages, count), folded, about, tuple(facts))

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,24 @@ class LlamaCppBackend(ChatBackend):
         finally:
             cancelled.set()
             await asyncio.shield(worker)  # the thread stops within one token; the model lock is free again
+
+    async def prefill(self, messages: list[Message]) -> None:
+        """Evaluate ``messages`` into llama.cpp's KV cache (blocking work in a thread), so that a later prompt that
+        starts with them re-evaluates only what follows (llama-cpp-python matches the cached prefix). The chat
+        template's assistant header and one sampled token are evaluated too and dropped by the next prompt."""
+        def run() -> None:
+            with self._lock:
+                llama = self.llama()
+                began = time.perf_counter()
+                llama.create_chat_completion(messages=messages, max_tokens=1, temperature=0.0,
+                                             repeat_penalty=self.repeat_penalty)
+                log.info("llama.cpp %s: prefilled %d prompt tokens in %.1f s", self.model_path.name,
+                         int(llama.n_tokens), time.perf_counter() - began)
+
+        try:
+            await asyncio.to_thread(run)
+        except Exception as e:  # a warm-up only: the reply itself reports real failures
+            raise LLMError(f"llama.cpp could not prefill the prompt on {self.model_path.name}: {e}") from e
 
     async def close(self) -> None:
         self._llama = None

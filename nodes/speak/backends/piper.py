@@ -33,6 +33,9 @@ class PiperSynthesizer(Synthesizer):
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # onnxruntime's CPU arena grows to the largest request seen and never gives memory back: in an hour of
+        # conversation it doubled its mapping twice (+64, +128 MB). Off, RSS stays flat for ~10 % more CPU time.
+        options.enable_cpu_mem_arena = False
         session = onnxruntime.InferenceSession(_with_alignments(model_path), sess_options=options,
                                                providers=["CPUExecutionProvider"])
         self.voice: Any = PiperVoice(config=config, session=session)

@@ -361,6 +361,9 @@ async def run(turns_per_lang: int, langs: list[str], workflow: dict[str, Any] | 
 
 
 def main() -> None:
+    from engine.memory import limit_malloc_arenas
+
+    limit_malloc_arenas()  # as main.py does for the app, before any thread starts
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=12, help="turns per language (at most 12)")
     parser.add_argument("--langs", default="en,ru")

@@ -77,29 +77,34 @@ async def animate(ctx: Any, backend: Any, audio_stream: AsyncIterator[AudioChunk
     if audio_stream is not None:
         chunks = aiter(audio_stream)
         pending: asyncio.Future | None = None
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(anext(chunks))
-            if live_idle:
-                done, _ = await asyncio.wait({pending}, timeout=1.0 / FPS)
-                if not done:
-                    for frame in await blocking(pump.idle, 1.0 / FPS):
-                        yield frame
-                    continue
-            try:
-                chunk = await pending
-            except StopAsyncIteration:
-                break
-            pending = None
-            if ctx is not None:
-                ctx.check_interrupted()
-            frames = await blocking(pump.audio, chunk.samples, chunk.sample_rate, chunk.start, chunk.timings,
-                                    chunk.emotion, chunk.turn_id)
-            for frame in frames:
-                yield frame
-            if chunk.final:
-                for frame in await blocking(pump.finish):
+        try:
+            while True:
+                if pending is None:
+                    pending = asyncio.ensure_future(anext(chunks))
+                if live_idle:
+                    done, _ = await asyncio.wait({pending}, timeout=1.0 / FPS)
+                    if not done:
+                        for frame in await blocking(pump.idle, 1.0 / FPS):
+                            yield frame
+                        continue
+                try:
+                    chunk = await pending
+                except StopAsyncIteration:
+                    break
+                pending = None
+                if ctx is not None:
+                    ctx.check_interrupted()
+                frames = await blocking(pump.audio, chunk.samples, chunk.sample_rate, chunk.start, chunk.timings,
+                                        chunk.emotion, chunk.turn_id)
+                for frame in frames:
                     yield frame
+                if chunk.final:
+                    for frame in await blocking(pump.finish):
+                        yield frame
+        finally:  # stopped mid-wait (barge-in, interrupt): the read in flight must not outlive us unretrieved
+            if pending is not None:
+                pending.cancel()
+                pending.add_done_callback(lambda f: f.cancelled() or f.exception())
     if idle_seconds > 0:
         step = 1.0
         left = idle_seconds

@@ -89,7 +89,7 @@ class LocalCluster:
     """``root/redis``, ``root/shared/{input,output}``, one server (no local worker) and workers ``w1``, ``w2``…"""
     root: Path
     pack: str | None = None
-    heartbeat_s: float = 0.5
+    heartbeat_s: float = 1.0  # lost after 3 s of silence: tolerant of a loaded 2-core CI machine
     redis: LocalRedis | None = None
     server: Member | None = None
     workers: dict[str, Member] = field(default_factory=dict)

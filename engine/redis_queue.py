@@ -245,6 +245,14 @@ class RedisQueue:
     def get(self, prompt_id: str) -> QueueItem | None:
         return _item(prompt_id, self.r.hgetall(self.k.item(prompt_id)))
 
+    def still_queued(self, prompt_ids: Iterable[str]) -> set[str]:
+        """Those of ``prompt_ids`` that are still pending or running."""
+        ids = list(prompt_ids)
+        pipe = self.r.pipeline(transaction=False)
+        for prompt_id in ids:
+            pipe.exists(self.k.item(prompt_id))
+        return {p for p, present in zip(ids, pipe.execute()) if present}
+
     def worker_of(self, prompt_id: str) -> str | None:
         worker = _s(self.r.hget(self.k.item(prompt_id), "worker"))
         return worker or None

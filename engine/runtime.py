@@ -210,6 +210,12 @@ class Runtime:
         while True:
             await asyncio.sleep(cluster.heartbeat_s)
             try:
+                if self.remote_running:  # a "prompt_done" lost with the bus (Redis restarted): the queue knows
+                    watched = set(self.remote_running)
+                    finished = watched - await asyncio.to_thread(queue.still_queued, watched)
+                    if finished:
+                        self.remote_running -= finished
+                        self._queue_changed()
                 lost = await asyncio.to_thread(cluster.lost_workers)
                 for name in lost:
                     if name == cluster.name or not await asyncio.to_thread(cluster.claim_reaping, name):

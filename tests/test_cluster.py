@@ -400,3 +400,30 @@ def test_a_live_session_stays_on_its_worker_and_moves_when_the_worker_dies(start
         assert hosts()[other] == []  # the worker freed the session when the page left
 
     asyncio.run(talk())
+
+
+def test_a_server_that_missed_the_done_message_still_finishes_the_prompt(redis_server, tmp_path: Path) -> None:
+    """Pub/sub drops what is sent while a server is disconnected; the reaper's round asks the queue instead."""
+    from engine.runtime import Runtime, RuntimeConfig
+
+    async def scenario() -> None:
+        runtime = Runtime(RuntimeConfig(data_dir=tmp_path / "server", queue_url=redis_server.url, heartbeat_s=0.2,
+                                        worker_name="server"))
+        changed: list[int] = []
+        runtime.queue_listeners.append(lambda: changed.append(1))
+        await runtime.start(local_worker=False)
+        try:
+            item = runtime.queue.enqueue({"1": {"class_type": "X", "inputs": {}}})
+            runtime.remote_running.add(item.prompt_id)  # its execution_start came, its prompt_done never will
+            assert runtime.is_queued_run(item.prompt_id)
+            worker = RedisQueue(Cluster(redis_server.url, "w"), block_ms=100)
+            claimed = worker.claim_next()
+            worker.complete(claimed.prompt_id, "success", {}, [])
+            for _ in range(50):
+                if not runtime.is_queued_run(item.prompt_id):
+                    break
+                await asyncio.sleep(0.1)
+            assert not runtime.is_queued_run(item.prompt_id) and changed
+        finally:
+            await runtime.stop()
+    asyncio.run(scenario())

@@ -43,6 +43,11 @@ MAX_BACKOFF_S = 5.0
 DEFAULT_HEARTBEAT_S = 2.0
 
 
+def backoff_s(failures: int, base: float = 0.1) -> float:
+    """How long to wait before retry number ``failures`` (1, 2, ...): doubling from ``base``, capped."""
+    return min(MAX_BACKOFF_S, base * 2 ** failures)
+
+
 class ClusterUnavailable(RuntimeError):
     """Redis cannot be reached (at start-up: fatal with this message; while running: retried)."""
 
@@ -233,14 +238,13 @@ class Cluster:
         self._heartbeat_thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-        self._publisher: threading.Thread | None = None
-        self._publisher_lock = threading.Lock()
+        self._publisher = threading.Thread(target=self._publish_loop, name=f"bus-{self.name}", daemon=True)
+        self._publisher.start()
 
     def close(self) -> None:
         self._stop.set()
-        if self._publisher is not None:
-            self._outbox.put(None)  # what is queued goes out first
-            self._publisher.join(timeout=5)
+        self._outbox.put(None)  # what is queued goes out first
+        self._publisher.join(timeout=5)
         if self._heartbeat_thread is not None:
             self._heartbeat_thread.join(timeout=self.heartbeat_s + 2)
         self.redis.close()
@@ -272,7 +276,7 @@ class Cluster:
 
         def beat() -> None:
             failures = 0
-            while not self._stop.wait(self.heartbeat_s if not failures else min(MAX_BACKOFF_S, 0.2 * 2 ** failures)):
+            while not self._stop.wait(backoff_s(failures, 0.2) if failures else self.heartbeat_s):
                 try:
                     self.announce(describe())
                     if failures:
@@ -351,12 +355,6 @@ class Cluster:
         so the event loop never waits on Redis for a progress message."""
         message = {"origin": self.name, "type": event.type, "data": event.data, "client_id": event.client_id}
         self._outbox.put(encode_message(message))
-        if self._publisher is None:
-            with self._publisher_lock:
-                if self._publisher is None:
-                    self._publisher = threading.Thread(target=self._publish_loop, name=f"bus-{self.name}",
-                                                       daemon=True)
-                    self._publisher.start()
 
     def _publish_loop(self) -> None:
         while True:
@@ -416,7 +414,7 @@ class Cluster:
                 raise
             except Exception as exc:
                 failures += 1
-                delay = min(MAX_BACKOFF_S, 0.1 * 2 ** failures)
+                delay = backoff_s(failures)
                 if failures == 1:
                     log.warning("cluster: lost the bus at %s (%s); reconnecting", redact(self.url), exc)
                 await asyncio.sleep(delay)

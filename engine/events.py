@@ -22,5 +22,16 @@ class Event:
 EventSink = Callable[[Event], None]
 
 
+def jsonable(value: Any) -> Any:
+    """Event data or results as JSON: bytes (binary previews) dropped, unknown objects as their repr."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items() if not isinstance(v, bytes | bytearray)}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return repr(value)
+
+
 def discard(_: Event) -> None:
     """An event sink that drops everything."""

@@ -333,7 +333,7 @@ class RedisQueue:
             "outputs": outputs,
             "status": {"status_str": "success" if status_str == "success" else "error",
                        "completed": status_str == "success", "messages": messages},
-            "meta": {**(meta or {}), "worker": self.consumer} if meta is not None else {"worker": self.consumer},
+            "meta": {**(meta or {}), "worker": self.consumer},
             "timings": timings or {},
         }
         seq = int(self.r.incr(self.k.history_seq))

@@ -12,7 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from engine.events import Event, EventSink, discard
+from engine.cluster import backoff_s
+from engine.events import Event, EventSink, discard, jsonable
 from engine.executor import Execution, Executor
 from engine.prompt import Prompt, PromptFormatError
 from engine.queue import PromptQueue
@@ -20,7 +21,6 @@ from engine.store import QueueItem
 from engine.validation import PromptInvalid
 
 log = logging.getLogger(__name__)
-MAX_BACKOFF_S = 5.0
 
 
 class PromptWorker:
@@ -81,7 +81,7 @@ class PromptWorker:
                     log.warning("the queue is unreachable (%s); retrying with backoff", exc)
                 self._wake.clear()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=min(MAX_BACKOFF_S, 0.1 * 2 ** failures))
+                    await asyncio.wait_for(self._wake.wait(), timeout=backoff_s(failures))
                 except asyncio.TimeoutError:
                     pass
                 continue
@@ -133,9 +133,9 @@ class PromptWorker:
             return
         meta = {nid: {"node_id": nid, "display_node": nid, "real_node_id": nid} for nid in result.outputs}
         timings = {**result.timings, "started": started}
-        messages = [[kind, _jsonable(data)] for kind, data in result.messages]
-        await self._record(item, result.status, _jsonable(result.outputs), messages, timings,
-                           _jsonable(result.error), meta)
+        messages = [[kind, jsonable(data)] for kind, data in result.messages]
+        await self._record(item, result.status, jsonable(result.outputs), messages, timings,
+                           jsonable(result.error), meta)
 
     async def _record(self, item: QueueItem, *args: Any) -> None:
         """Write the history entry (which also takes the prompt off the queue), retrying while the queue is
@@ -156,16 +156,6 @@ class PromptWorker:
                     log.error("prompt %s: result not recorded; it runs again when the queue is back",
                               item.prompt_id)
                     return
-                await asyncio.sleep(min(MAX_BACKOFF_S, 0.1 * 2 ** failures))
+                await asyncio.sleep(backoff_s(failures))
         self.on_event(Event("prompt_done", {"prompt_id": item.prompt_id}, item.client_id))
 
-
-def _jsonable(value: Any) -> Any:
-    """History is JSON: drop what isn't (binary previews, objects) rather than fail to record it."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items() if not isinstance(v, bytes | bytearray)}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    return repr(value)

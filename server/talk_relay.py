@@ -23,7 +23,7 @@ from typing import Any
 
 from fastapi import WebSocket
 
-from engine.cluster import Cluster, connect_async
+from engine.cluster import Cluster, backoff_s, connect_async
 from engine.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -211,7 +211,7 @@ class TalkHost:
                     failures += 1
                     if failures == 1:
                         log.warning("talk host: cannot read requests (%s); retrying", exc)
-                    await asyncio.sleep(min(5.0, 0.1 * 2 ** failures))
+                    await asyncio.sleep(backoff_s(failures))
                     continue
                 if item is None:
                     continue

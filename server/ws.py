@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine.events import Event
+from engine.events import Event, jsonable
 
 if TYPE_CHECKING:
     from fastapi import WebSocket
@@ -39,17 +39,6 @@ PREVIEW_IMAGE = 1
 IMAGE_TYPES = {"jpeg": 1, "jpg": 1, "png": 2}
 OUTBOX_SIZE = 2048
 SERVER_FEATURES = {"supports_preview_metadata": False, "max_upload_size": 0}
-
-
-def jsonable(value: Any) -> Any:
-    """Event data as JSON: bytes dropped, unknown objects as their repr."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items() if not isinstance(v, bytes | bytearray)}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    return repr(value)
 
 
 def encode_preview(fmt: str, payload: bytes) -> bytes:

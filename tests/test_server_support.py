@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from engine.redis_local import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
@@ -36,11 +37,6 @@ TEST_WORKFLOW = {
                                                     "delay": 0.3, "fail": False, "filename_prefix": "agtest"}},
 }
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def install_pack(custom_nodes: Path) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import struct
 import time
 from contextlib import asynccontextmanager
@@ -13,16 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.redis_local import free_port
 from engine.registry import NodeRegistry
 from engine.runtime import Runtime, RuntimeConfig
 
 HEADER = struct.Struct("<BId")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

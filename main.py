@@ -20,10 +20,10 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from engine.cli import CliError, cmd_nodes, cmd_run, cmd_validate  # noqa: E402
-from engine.cluster import ClusterUnavailable, ClusterVersionError  # noqa: E402
-from engine.memory import limit_malloc_arenas  # noqa: E402
-from engine.runtime import Runtime, RuntimeConfig  # noqa: E402
+from engine.app.cli import CliError, cmd_nodes, cmd_run, cmd_validate  # noqa: E402
+from engine.queue.cluster import ClusterUnavailable, ClusterVersionError  # noqa: E402
+from engine.app.malloc import limit_malloc_arenas  # noqa: E402
+from engine.app.runtime import Runtime, RuntimeConfig  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--token", default=None, help="API token required from clients (default: generated "
                                                       "when --listen is not loopback)")
     parser.add_argument("--no-local-worker", action="store_true", help="accept and serve only")
+    _cache_options(parser)
     _cluster_options(parser, argparse.SUPPRESS)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command")
@@ -88,25 +89,50 @@ def _cluster_options(parser: argparse.ArgumentParser, default: object) -> None:
                              "lost and its prompts are queued again)")
 
 
+def _cache_options(parser: argparse.ArgumentParser) -> None:
+    """What node results are kept between prompts (ComfyUI's flags; ours is the default)."""
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument("--cache-classic", action="store_true",
+                       help="ComfyUI's classic cache: keep only the results of the last prompt")
+    modes.add_argument("--cache-lru", type=int, default=None, metavar="N",
+                       help="keep the N most recently used node results (0: --cache-classic, as in ComfyUI)")
+    modes.add_argument("--cache-none", action="store_true", help="keep nothing: every prompt runs every node")
+
+
+def cache_settings(args: argparse.Namespace) -> tuple[str, int]:
+    """(policy, entries) for engine.graph.cache.OutputCache from the cache flags (default: ours, "ram")."""
+    opt = vars(args).get
+    if opt("cache_none"):
+        return "none", 0
+    if opt("cache_classic") or opt("cache_lru") == 0:
+        return "classic", RuntimeConfig.cache_entries
+    if opt("cache_lru") is not None:
+        return "lru", max(1, int(opt("cache_lru")))
+    return "ram", RuntimeConfig.cache_entries
+
+
 def make_runtime(args: argparse.Namespace) -> Runtime:
     opt = vars(args).get
+    cache_policy, cache_entries = cache_settings(args)
     config = RuntimeConfig(data_dir=args.data_dir, models_dir=args.models_dir, vram_budget_gb=args.vram_budget,
                            enabled_packs=set(args.enable_pack), custom_nodes_dir=args.custom_nodes_dir,
                            queue_url=opt("queue"), output_dir=opt("output_dir"), input_dir=opt("input_dir"),
-                           worker_name=opt("name"), heartbeat_s=opt("heartbeat") or 2.0)
+                           worker_name=opt("name"), heartbeat_s=opt("heartbeat") or 2.0,
+                           cache_policy=cache_policy, cache_entries=cache_entries)
     runtime = Runtime(config)
     runtime.load_nodes()
     return runtime
 
 
 def main(argv: list[str] | None = None) -> int:
-    limit_malloc_arenas()  # before torch, onnxruntime or the server start threads (engine/memory.py says why)
+    limit_malloc_arenas()  # before torch, onnxruntime or the server start threads (engine/app/malloc.py says why)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "models":
-            from engine.model_store import ModelStore, cli_install, cli_list
+            from engine.app.models_cli import cli_install, cli_list
+            from engine.models.catalogue import ModelStore
             store = ModelStore.default(args.models_dir)
             if args.action == "install":
                 return cli_install(store, args.ids)
@@ -115,12 +141,13 @@ def main(argv: list[str] | None = None) -> int:
             print(cli_list(store))
             return 0
         if args.command == "voice":
-            from engine.folders import folders
+            from engine.files.folders import folders
             from nodes.speak.voice_cli import main as voice_main
             folders.configure(data_dir=args.data_dir, models_dir=args.models_dir)
             return voice_main(args.voice_args)
         if args.command == "worker" and not vars(args).get("queue"):
             raise CliError("a worker needs the shared queue: python main.py worker --queue redis://HOST:PORT/DB")
+        import server  # noqa: F401  (before packs load: the ComfyUI shims then extend our package, not replace it)
         try:
             runtime = make_runtime(args)
         except (ClusterUnavailable, ClusterVersionError) as exc:

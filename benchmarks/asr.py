@@ -13,6 +13,7 @@ final pass does not overlap with speech, so pacing does not change it). Targets 
 <= 5 %, Russian WER <= 25 %, final-text latency <= 0.6 s with incremental mode.
 
     .venv/bin/python benchmarks/asr.py [--backends faster-whisper,openai-whisper] [--limit N] [--no-full-window]
+    .venv/bin/python benchmarks/asr.py --voices [--sentences N]   # the per-voice table (asr_voices.py)
 """
 
 from __future__ import annotations
@@ -37,11 +38,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nodes.asr import weights  # noqa: E402
-from nodes.asr.backends import Transcript  # noqa: E402
-from nodes.asr.incremental import IncrementalTurn  # noqa: E402
-from nodes.asr.vad import SileroVAD, SpeechAudio, TurnEnded, VADConfig, VoiceActivityDetector  # noqa: E402
-from nodes.audio_io import load_audio  # noqa: E402
+from nodes.listen import weights  # noqa: E402
+from nodes.listen.backends import Transcript  # noqa: E402
+from nodes.listen.incremental import IncrementalTurn  # noqa: E402
+from nodes.listen.vad import SileroVAD, SpeechAudio, TurnEnded, VADConfig, VoiceActivityDetector  # noqa: E402
+from nodes.common.audio import load_audio  # noqa: E402
 
 EN = [
     "Hello, how are you doing today?",
@@ -109,7 +110,7 @@ def corpus_wer(refs: list[str], hyps: list[str]) -> float:
 
 def piper_voice_path() -> Path | None:
     try:
-        from engine.model_store import default_store
+        from engine.models.catalogue import default_store
 
         return default_store().file("piper-en-us-joe-medium")
     except Exception:
@@ -127,7 +128,7 @@ def piper_english(texts: list[str]) -> list[tuple[str, np.ndarray]]:
     if path is None:
         print("Piper voice not installed: skipping the Piper English set")
         return []
-    from nodes.audio_io import resample
+    from nodes.common.audio import resample
 
     voice = PiperVoice.load(str(path))
     out = []
@@ -197,8 +198,8 @@ async def play(engine, silero: SileroVAD, samples: np.ndarray, languages: tuple[
 
 
 def load_backend(name: str, model_dir: weights.WhisperModelDir):
-    from nodes.asr.backends import FasterWhisperBackend, OpenAIWhisperBackend
-    from nodes.asr.convert_ct2 import ensure_openai_checkpoint
+    from nodes.listen.backends import FasterWhisperBackend, OpenAIWhisperBackend
+    from nodes.listen.convert_ct2 import ensure_openai_checkpoint
 
     t = time.perf_counter()
     if name == "faster-whisper":
@@ -230,7 +231,16 @@ async def main() -> None:
     parser.add_argument("--no-full-window", action="store_true", help="skip the 30 s-window comparison")
     parser.add_argument("--model", default=weights.DEFAULT_MODEL)
     parser.add_argument("--modes", default="final-only,incremental", help="final-only, incremental")
-    args = parser.parse_args()
+    parser.add_argument("--voices", action="store_true",
+                        help="instead: the per-voice table (language detection, WER, final transcripts; "
+                             "benchmarks/asr_voices.py)")
+    args, rest = parser.parse_known_args()
+    if args.voices:
+        import asr_voices
+
+        sys.argv = [sys.argv[0], *rest]
+        asr_voices.main()
+        return
     logging.basicConfig(level=logging.WARNING)
     model_dir = weights.locate(args.model)
     with tempfile.TemporaryDirectory() as tmp:

@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import statistics
 import struct
 import subprocess
@@ -40,7 +41,40 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # first: benchmarks/engine.py must not shadow the engine package
 
-from engine.latency import percentile  # noqa: E402
+from engine.live.latency import percentile  # noqa: E402
+
+JUDGES = ("character_break", "echo", "self_repeat", "identity_swap", "wrong_language", "filler", "too_long", "markup", "masculine",
+          "empty")
+
+
+class GuardLog(logging.Handler):
+    """Counts what the persona's reply guard did in the in-process server (its log lines)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.retries = 0
+        self.fallbacks = 0
+        self.cuts = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "rejected before it was spoken" in message:
+            self.retries += 1
+        elif "every try was rejected" in message:
+            self.fallbacks += 1
+        elif "reply guard" in message and " cut before " in message:
+            self.cuts += 1
+
+
+def judge_turn(result: TurnResult, earlier: list[str]) -> list[str]:
+    """The judges that fail on the avatar's reply to what the server heard (``earlier``: her replies before)."""
+    from nodes.think import judges as J
+
+    if result.error or not result.turn:
+        return []
+    expect = J.Expectation(user_text=result.heard or result.said, language=result.lang,
+                           earlier_replies=tuple(earlier))
+    return [f.judge for f in J.judge_reply(result.reply, expect)]
 
 RATE = 16000
 FRAME = 320  # 20 ms, as the page's mic worklet sends
@@ -99,6 +133,7 @@ class TurnResult:
     error: str = ""
     barge_in: bool = False
     warm_up: bool = False
+    judges: list[str] = field(default_factory=list)  # the reply judges (nodes/think/judges.py) that failed
 
     @property
     def reply_ms(self) -> float | None:
@@ -261,8 +296,8 @@ class InProcessServer:
         import uvicorn
 
         import server.talk as talk
-        from engine.registry import NodeRegistry
-        from engine.runtime import Runtime, RuntimeConfig
+        from engine.graph.registry import NodeRegistry
+        from engine.app.runtime import Runtime, RuntimeConfig
         from server.app import ServerConfig, create_app
 
         registry = self.registry
@@ -273,8 +308,8 @@ class InProcessServer:
             folder = self.data_dir / "workflows"
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "bench_chat.api.json").write_text(json.dumps(self.workflow))
-            self._previous_dir = talk.WORKFLOWS_DIR
-            talk.WORKFLOWS_DIR = folder
+            self._previous_dir = talk.options.WORKFLOWS_DIR
+            talk.options.WORKFLOWS_DIR = folder
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
@@ -301,7 +336,7 @@ class InProcessServer:
             await asyncio.wait_for(self._task, 60)
         finally:
             if self._previous_dir is not None:
-                talk.WORKFLOWS_DIR = self._previous_dir
+                talk.options.WORKFLOWS_DIR = self._previous_dir
 
 
 def summarize(results: list[TurnResult]) -> dict[str, Any]:
@@ -325,6 +360,11 @@ def summarize(results: list[TurnResult]) -> dict[str, Any]:
     for lang in sorted({r.lang for r in results}):
         mine = [r for r in ok if r.lang == lang]
         out[f"reply_{lang}"] = stats([r.reply_ms for r in mine])
+        judged = [r for r in results if r.lang == lang and r.turn and not r.error]
+        rates = {f"{j}_rate": round(sum(j in r.judges for r in judged) / len(judged), 3) if judged else None
+                 for j in JUDGES}
+        rates["pass_rate"] = round(sum(not r.judges for r in judged) / len(judged), 3) if judged else None
+        out[f"judges_{lang}"] = {"replies": len(judged), **rates}
     return out
 
 
@@ -348,20 +388,21 @@ async def run(turns_per_lang: int, langs: list[str], workflow: dict[str, Any] | 
                 for index, (text, samples) in enumerate([warm_up, *speech[lang]]):
                     result = await one_turn(driver, lang, text, samples)
                     result.warm_up = index == 0
+                    result.judges = judge_turn(result, [r.reply for r in results if r.lang == lang and r.reply])
                     results.append(result)
                     if verbose:
                         kind = "warm-up turn" if result.warm_up else "turn"
                         print(f"[{lang}] {kind} {result.turn}: said {text!r} heard {result.heard!r} -> "
                               f"{result.reply[:80]!r}; reply {result.reply_ms} ms (audio {result.first_audio_ms}, "
-                              f"frame {result.first_frame_ms}) stages {result.stages_ms} {result.error}",
-                              flush=True)
+                              f"frame {result.first_frame_ms}) stages {result.stages_ms} {result.error}"
+                              f"{'  !! ' + ', '.join(result.judges) if result.judges else ''}", flush=True)
                     await asyncio.sleep(0.6)
                 await driver.close()
     return results, summarize(results)
 
 
 def main() -> None:
-    from engine.memory import limit_malloc_arenas
+    from engine.app.malloc import limit_malloc_arenas
 
     limit_malloc_arenas()  # as main.py does for the app, before any thread starts
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -374,8 +415,15 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     workflow = json.loads(args.workflow.read_text()) if args.workflow else None
+    guard_log = GuardLog()
+    for name in ("nodes.think.guard", "nodes.think.conversation"):
+        logging.getLogger(name).addHandler(guard_log)
+        logging.getLogger(name).setLevel(logging.INFO)
+    load_before = os.getloadavg()[0]
     results, summary = asyncio.run(run(min(args.turns, 12), args.langs.split(","), workflow, args.persona,
                                        not args.quiet))
+    summary["guard"] = {"retries": guard_log.retries, "fallbacks": guard_log.fallbacks, "cuts": guard_log.cuts}
+    summary["load_average"] = {"start": round(load_before, 2), "end": round(os.getloadavg()[0], 2)}
     print("\nend of speech -> first avatar audio + frame (client receive), 2-core CPU, no GPU, "
           f"{time.strftime('%Y-%m-%d')}")
     print(f"  turns {summary['turns']}, ok {summary['ok_turns']}, errors {summary['errors']}")
@@ -386,6 +434,16 @@ def main() -> None:
     for stage, s in summary["stages"].items():
         print(f"    {stage:20s} median {s['median_ms']}  p90 {s['p90_ms']}")
     print(f"  server end-of-speech estimate - true end: median {summary['server_eos_offset']['median_ms']} ms")
+    print("  reply judges (nodes/think/judges.py) on the avatar's replies:")
+    for key in [k for k in summary if k.startswith("judges_")]:
+        j = summary[key]
+        failing = ", ".join(f"{name[:-5]} {100 * v:.0f}%" for name, v in j.items()
+                            if name.endswith("_rate") and name != "pass_rate" and v)
+        print(f"    {key[7:]}: {j['replies']} replies, all judges passed {100 * (j['pass_rate'] or 0):.0f}%"
+              f"{'; failing: ' + failing if failing else ''}")
+    g = summary["guard"]
+    print(f"  reply guard: {g['retries']} retries, {g['fallbacks']} fallback lines, {g['cuts']} replies cut; "
+          f"load average {summary['load_average']['start']} at start, {summary['load_average']['end']} at end")
     for warm in summary["warm_up_turns"]:
         print(f"  first turn of the {warm['lang']} session (models loading, not counted): {warm['reply_ms']} ms "
               f"{warm['error']}")

@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine import types as T  # noqa: E402
-from engine.executor import Executor  # noqa: E402
-from engine.node import Input, Node, NodeResult, Output  # noqa: E402
-from engine.registry import NodeRegistry  # noqa: E402
+from engine.graph import types as T  # noqa: E402
+from engine.graph.executor import Executor  # noqa: E402
+from engine.graph.node import Input, Node, NodeResult, Output  # noqa: E402
+from engine.graph.registry import NodeRegistry  # noqa: E402
 
 WIDE = 200
 

@@ -8,7 +8,11 @@
 * memory: resident set size growth, peak RSS, and the models' weight bytes;
 * ``docs/face_contact_sheet.png``: frames from one animator run (mouth closed, mouth open, a blink, a smile).
 
-Run: ``.venv/bin/python benchmarks/face.py [--skip-neural]``; the last line printed is JSON.
+* ``--quality`` (``--sheets``): on 10 portraits (3 held back), identity similarity (dlib ResNet descriptors of
+  the frames vs the photo), mouth flatness (share of the mouth region in large uniform-colour areas, open frames vs
+  the photo), flicker outside the mouth and eyes, lip sync (as benchmarks/lipsync.py) and fps; 2x mouth sheets.
+
+Run: ``.venv/bin/python benchmarks/face.py [--skip-neural] [--quality [--sheets]]``; the last line printed is JSON.
 """
 
 from __future__ import annotations
@@ -161,10 +165,289 @@ def _sheet_rows(face):
     return tiles_full, tiles_zoom, names
 
 
+# ------------------------------------------------------------------------------------------------ quality
+
+HELD_BACK = ("t1_man_smiling", "hopper_low_light", "astronaut_deep_tone")  # never looked at while tuning
+T1_CROPS = {  # (x0, y0, x1, y1) in insightface's sample t1.jpg (1280x886)
+    "t1_man_three_quarter": (420, 200, 660, 460),
+    "t1_man_smiling": (700, 270, 920, 500),
+    "t1_man_turned": (860, 0, 1100, 240),
+    "t1_woman_three_quarter": (240, 90, 440, 300),
+}
+
+
+def _package_file(package: str, *parts: str) -> Path | None:
+    """A data file inside an installed distribution, found without importing the package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(spec.submodule_search_locations[0], *parts)
+    return path if path.is_file() else None
+
+
+def _with_glasses(photo: np.ndarray) -> np.ndarray:
+    """Thin dark frames drawn over the eyes (made here): tests that glasses stay rigid."""
+    import cv2
+
+    from nodes.face import avatar as A
+    from nodes.face.prepare import prepare_avatar
+
+    face = prepare_avatar(photo)
+    m = face.crop_to_photo
+    to_photo = lambda p: m[:, :2] @ p + m[:, 2]  # noqa: E731
+    eyes = [to_photo(face.points(A.RIGHT_EYE).mean(0)), to_photo(face.points(A.LEFT_EYE).mean(0))]
+    io = float(np.linalg.norm(eyes[1] - eyes[0]))
+    out = photo.copy()
+    thick = max(2, int(0.055 * io))
+    for c in eyes:
+        cv2.ellipse(out, (int(c[0]), int(c[1] + 0.05 * io)), (int(0.42 * io), int(0.3 * io)), 0, 0, 360,
+                    (28, 24, 22), thick, cv2.LINE_AA)
+    bridge_y = int((eyes[0][1] + eyes[1][1]) / 2 - 0.05 * io)
+    cv2.line(out, (int(eyes[0][0] + 0.42 * io), bridge_y), (int(eyes[1][0] - 0.42 * io), bridge_y), (28, 24, 22),
+             thick, cv2.LINE_AA)
+    return out
+
+
+def _deep_tone(photo: np.ndarray) -> np.ndarray:
+    """Skin (YCrCb skin range) darkened towards a deep brown, the rest untouched (made here; a tone variant, not a
+    different person)."""
+    import cv2
+
+    ycc = cv2.cvtColor(photo, cv2.COLOR_RGB2YCrCb).astype(np.float32)
+    skin = ((ycc[..., 1] > 135) & (ycc[..., 1] < 180) & (ycc[..., 2] > 85) & (ycc[..., 2] < 135)).astype(np.float32)
+    skin = cv2.GaussianBlur(skin, (0, 0), 3)[..., None]
+    dark = photo.astype(np.float32) * np.array([0.42, 0.33, 0.28], np.float32)
+    return np.clip(photo * (1 - skin) + dark * skin, 0, 255).astype(np.uint8)
+
+
+def _low_light(photo: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Dim, under-exposed and noisy (made here)."""
+    rng = np.random.default_rng(seed)
+    dim = 255.0 * (photo.astype(np.float32) / 255.0) ** 1.6 * 0.45
+    return np.clip(dim + rng.normal(0, 3.0, dim.shape), 0, 255).astype(np.uint8)
+
+
+def benchmark_portraits() -> dict[str, tuple[np.ndarray, str]]:
+    """name -> (photo, where it comes from). Registry packages: skimage's astronaut (NASA, public domain),
+    matplotlib's Grace Hopper (public domain), insightface's sample t1.jpg (four faces cut out; licence of the
+    photo not stated by the package: benchmark use only). Made here: glasses, tone and low-light variants."""
+    import cv2
+
+    lipsync = load_lipsync()
+    base = lipsync.portraits()
+    out = {"astronaut": (base["astronaut"], "skimage.data.astronaut (public domain)"),
+           "grace_hopper": (base["grace_hopper"], "matplotlib sample data (public domain)"),
+           "astronaut_tilted": (base["astronaut_tilted"], "made here: mirrored, rotated, smaller, warmer"),
+           "astronaut_glasses": (_with_glasses(base["astronaut"]), "made here: glasses drawn on the astronaut"),
+           "hopper_low_light": (_low_light(base["grace_hopper"]), "made here: Grace Hopper under-exposed, noisy"),
+           "astronaut_deep_tone": (_deep_tone(base["astronaut"]), "made here: astronaut, skin darkened")}
+    t1 = _package_file("insightface", "data", "images", "t1.jpg")
+    if t1 is not None:
+        group = cv2.cvtColor(cv2.imread(str(t1)), cv2.COLOR_BGR2RGB)
+        for name, (x0, y0, x1, y1) in T1_CROPS.items():
+            out[name] = (np.ascontiguousarray(group[y0:y1, x0:x1]), "insightface==2.1 data/images/t1.jpg (cut out)")
+    return out
+
+
+class IdentityEmbedder:
+    """dlib's ResNet face descriptor (face-recognition-models 0.3.0): 128-d, compared by cosine similarity."""
+
+    def __init__(self) -> None:
+        import dlib
+
+        models = _package_file("face_recognition_models", "models", "dlib_face_recognition_resnet_model_v1.dat")
+        shapes = _package_file("face_recognition_models", "models", "shape_predictor_5_face_landmarks.dat")
+        if models is None or shapes is None:
+            raise RuntimeError("pip install dlib-bin==20.0.1.post1 face-recognition-models==0.3.0")
+        self.dlib = dlib
+        self.net = dlib.face_recognition_model_v1(str(models))
+        self.shape = dlib.shape_predictor(str(shapes))
+
+    def __call__(self, image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+        rect = self.dlib.rectangle(*box)
+        shape = self.shape(image, rect)
+        v = np.array(self.net.compute_face_descriptor(image, shape, 0), np.float64)
+        return v / np.linalg.norm(v)
+
+
+def _face_box(face) -> tuple[int, int, int, int]:
+    from nodes.face import avatar as A
+
+    oval = face.points(A.FACE_OVAL)
+    (x0, y0), (x1, y1) = oval.min(0), oval.max(0)
+    return int(x0), int(y0), int(x1), int(y1)
+
+
+def mouth_roi(face) -> tuple[int, int, int, int]:
+    """The lips and the skin the opening mouth sweeps (down to the chin's share of a full opening)."""
+    from nodes.face import avatar as A
+
+    lips = face.points(A.LIPS_OUTER)
+    mw = float(np.linalg.norm(face.landmarks[61] - face.landmarks[291]))
+    (x0, y0), (x1, y1) = lips.min(0), lips.max(0)
+    return (int(x0 - 0.1 * mw), int(y0 - 0.1 * mw), int(x1 + 0.1 * mw), int(y1 + 0.35 * mw))
+
+
+def flatness(image: np.ndarray, roi: tuple[int, int, int, int], std_max: float = 2.0) -> float:
+    """Share of the ROI's pixels inside large uniform-colour areas: connected regions of pixels whose 5x5
+    neighbourhood varies by less than ``std_max`` grey levels in every channel, 1 % of the ROI or more."""
+    import cv2
+
+    x0, y0, x1, y1 = roi
+    patch = image[y0:y1, x0:x1].astype(np.float32)
+    mean = cv2.blur(patch, (5, 5))
+    var = cv2.blur(patch * patch, (5, 5)) - mean * mean
+    flat = (np.sqrt(np.clip(var, 0, None)).max(2) < std_max).astype(np.uint8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(flat, connectivity=4)
+    min_area = max(20, int(0.01 * flat.size))
+    big = sum(int(stats[k, cv2.CC_STAT_AREA]) for k in range(1, n) if stats[k, cv2.CC_STAT_AREA] >= min_area)
+    return big / flat.size
+
+
+def flicker(frames, face) -> float:
+    """Temporal instability outside the mouth and eyes: mean |second temporal difference| of the grey image over
+    the head region minus the lower face and the eyes (smooth head motion cancels; jitter and popping do not)."""
+    import cv2
+
+    from nodes.face import avatar as A
+
+    mask = np.zeros((face.size, face.size), np.uint8)
+    hx0, hy0, hx1, hy1 = face.boxes["head"]
+    mask[max(0, hy0):hy1, max(0, hx0):hx1] = 1
+    nose_y = int(face.landmarks[A.NOSE_TIP, 1])
+    mask[nose_y:, :] = 0
+    ex0, ey0, ex1, ey1 = face.boxes["eyes"]
+    mask[max(0, ey0 - 8):ey1 + 8, max(0, ex0 - 8):ex1 + 8] = 0
+    grey = [cv2.cvtColor(f.image, cv2.COLOR_RGB2GRAY).astype(np.float32) for f in frames]
+    sel = mask.astype(bool)
+    diffs = [np.abs(grey[k + 1] - 0.5 * (grey[k] + grey[k + 2]))[sel].mean() for k in range(len(grey) - 2)]
+    return float(np.mean(diffs)) if diffs else 0.0
+
+
+def quality_run(name: str, photo: np.ndarray, audio: np.ndarray, sr: int, embed: IdentityEmbedder) -> dict:
+    """Render the speech with the default animator and measure identity, mouth flatness, flicker, lip sync, fps."""
+    from nodes.face.animator import DefaultAnimator
+    from nodes.face.prepare import prepare_avatar
+
+    lipsync = load_lipsync()
+    face = prepare_avatar(photo)
+    animator = DefaultAnimator(face, seed=1)
+    cpu0 = time.process_time()
+    frames, secs = lipsync.render_utterance(animator, audio, sr)
+    cpu = time.process_time() - cpu0
+    db, gap = lipsync.frame_loudness(frames), lipsync.lip_gaps(frames)
+    agreement, lag, r = lipsync.score(db, gap)
+    box = _face_box(face)
+    ref = embed(face.image, box)
+    sims = [float(ref @ embed(f.image, box)) for f in frames[::3]]
+    roi = mouth_roi(face)
+    src_flat = flatness(face.image, roi)
+    ok = ~np.isnan(gap)
+    open_idx = [k for k in np.argsort(np.where(ok, gap, -1))[::-1][: max(1, len(frames) // 5)]]
+    frame_flat = float(np.mean([flatness(frames[k].image, roi) for k in open_idx]))
+    return {"portrait": name, "frames": len(frames), "fps": len(frames) / secs, "fps_per_cpu_second": len(frames) / cpu,
+            "identity_mean": float(np.mean(sims)), "identity_min": float(np.min(sims)),
+            "mouth_flatness_photo": src_flat, "mouth_flatness_open": frame_flat,
+            "flatness_ratio": frame_flat / max(src_flat, 0.01), "flicker": flicker(frames, face),
+            "lipsync_agreement": agreement, "lag_frames": lag, "r": r,
+            "_face": face, "_frames": frames, "_gap": gap, "_animator": animator}
+
+
+def mouth_sheet(runs: list[dict], path: Path) -> None:
+    """Per portrait one row at 2x zoom: the photo's mouth, the rendered mouth at four measured openings (25, 50, 75,
+    100 % of the run's range) and a blink (eyes)."""
+    import cv2
+    from PIL import Image
+
+    from nodes.face.animator.drive import FrameControls
+    from nodes.face.animator.rig import CONTROLS
+
+    rows = []
+    for run in runs:
+        face, frames, gap = run["_face"], run["_frames"], run["_gap"]
+        x0, y0, x1, y1 = mouth_roi(face)
+        cx, cy, half_w, half_h = (x0 + x1) // 2, (y0 + y1) // 2, 80, 56
+        crop = lambda img: cv2.resize(  # noqa: E731
+            img[max(0, cy - half_h):cy + half_h, max(0, cx - half_w):cx + half_w], (4 * half_w, 4 * half_h),
+            interpolation=cv2.INTER_CUBIC)
+        ok = np.where(~np.isnan(gap))[0]
+        order = ok[np.argsort(gap[ok])]
+        picks = [order[min(len(order) - 1, int(q * (len(order) - 1)))] for q in (0.25, 0.5, 0.75, 1.0)]
+        tiles = [crop(face.image)] + [crop(frames[k].image) for k in picks]
+        amps = np.zeros(len(CONTROLS), np.float32)
+        amps[CONTROLS.index("blink")] = 1.0
+        blink = run["_animator"].renderer.render(FrameControls(amps=amps))
+        ex0, ey0, ex1, ey1 = face.boxes["eyes"]
+        ecx, ecy = (ex0 + ex1) // 2, (ey0 + ey1) // 2
+        eye = blink[max(0, ecy - half_h):ecy + half_h, max(0, ecx - 2 * half_w):ecx + 2 * half_w]
+        tiles.append(cv2.resize(eye, (4 * half_w, 2 * half_h), interpolation=cv2.INTER_AREA))
+        tiles[-1] = np.concatenate([tiles[-1], np.full((2 * half_h, 4 * half_w, 3), 255, np.uint8)], 0)
+        label = np.full((28, 4 * half_w * len(tiles), 3), 255, np.uint8)
+        text = (f"{run['portrait']}{' (held back)' if run['portrait'] in HELD_BACK else ''}: photo | openings "
+                f"25/50/75/100 % | blink   identity {run['identity_mean']:.3f}, flatness "
+                f"{run['mouth_flatness_open']:.3f} vs photo {run['mouth_flatness_photo']:.3f}")
+        cv2.putText(label, text, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+        rows.append(np.concatenate([label, np.concatenate(tiles, 1)], 0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(rows, 0)).save(path, optimize=True)
+
+
+def quality(seconds: float, sheets: bool, log=print) -> dict:
+    """Identity, mouth flatness, flicker, lip sync and fps of the default animator on every benchmark portrait;
+    held-back portraits are summarised apart."""
+    audio, sr = speech(seconds)
+    embed = IdentityEmbedder()
+    runs = []
+    for name, (photo, source) in benchmark_portraits().items():
+        run = quality_run(name, photo, audio, sr, embed)
+        runs.append(run)
+        log(f"{name:24s} identity {run['identity_mean']:.3f} (min {run['identity_min']:.3f})  mouth flatness "
+            f"{run['mouth_flatness_open']:.3f} vs photo {run['mouth_flatness_photo']:.3f} (ratio "
+            f"{run['flatness_ratio']:.2f})  flicker {run['flicker']:.2f}  lip sync {run['lipsync_agreement'] * 100:.1f}%"
+            f" lag {run['lag_frames']:+d}  {run['fps']:.0f} fps ({run['fps_per_cpu_second']:.0f}/CPU-s)   [{source}]")
+    if sheets:
+        for group, names in (("", [r for r in runs if r["portrait"] not in HELD_BACK]),
+                             ("_held_back", [r for r in runs if r["portrait"] in HELD_BACK])):
+            if names:
+                mouth_sheet(names, ROOT / "docs" / f"face_mouths{group}.png")
+        log("contact sheets: docs/face_mouths.png, docs/face_mouths_held_back.png")
+    public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in runs]
+
+    def summary(rs: list[dict]) -> dict:
+        return {"portraits": [r["portrait"] for r in rs],
+                "identity_mean": float(np.mean([r["identity_mean"] for r in rs])),
+                "identity_min_portrait": min(r["identity_mean"] for r in rs),
+                "flatness_ratio_max": max(r["flatness_ratio"] for r in rs),
+                "flicker_max": max(r["flicker"] for r in rs),
+                "lipsync_agreement_min": min(r["lipsync_agreement"] for r in rs),
+                "lag_max_abs": max(abs(r["lag_frames"]) for r in rs),
+                "fps_median": float(np.median([r["fps"] for r in rs])),
+                "fps_per_cpu_second_median": float(np.median([r["fps_per_cpu_second"] for r in rs]))}
+
+    dev = summary([r for r in public if r["portrait"] not in HELD_BACK])
+    held = summary([r for r in public if r["portrait"] in HELD_BACK]) if any(
+        r["portrait"] in HELD_BACK for r in public) else {}
+    for label, s in (("tuning set", dev), ("held back", held)):
+        if s:
+            log(f"{label}: identity mean {s['identity_mean']:.3f} (lowest portrait {s['identity_min_portrait']:.3f}; "
+                f"target >= 0.93), mouth flatness ratio <= {s['flatness_ratio_max']:.2f} (target <= 1.5), lip sync >= "
+                f"{s['lipsync_agreement_min'] * 100:.1f}% (target 97), |lag| <= {s['lag_max_abs']} (target 1), "
+                f"flicker <= {s['flicker_max']:.2f} grey levels, {s['fps_median']:.0f} fps median (target >= 50; "
+                f"{s['fps_per_cpu_second_median']:.0f} frames per CPU-second)")
+    return {"per_portrait": public, "tuning": dev, "held_back": held}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--skip-neural", action="store_true", help="only the default animator")
     ap.add_argument("--seconds", type=float, default=10.0, help="audio per default-animator run")
+    ap.add_argument("--quality", action="store_true", help="identity, mouth flatness, flicker, lip sync on every "
+                    "benchmark portrait (needs dlib-bin, face-recognition-models; insightface for four of them)")
+    ap.add_argument("--sheets", action="store_true", help="with --quality: write the 2x mouth contact sheets to "
+                    "docs/face_mouths.png and docs/face_mouths_held_back.png")
+    ap.add_argument("--quality-seconds", type=float, default=4.0, help="speech per portrait for --quality")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     lipsync = load_lipsync()
@@ -178,6 +461,12 @@ def main() -> None:
                      "load_average_1min_at_start": os.getloadavg()[0]}
     print(f"{results['date']}; {results['machine']}; load average {os.getloadavg()[0]:.1f} (other work on the CPU "
           f"slows every figure)")
+    if args.quality:
+        results["quality"] = quality(args.quality_seconds, args.sheets)
+        results["load_average_1min_at_end"] = os.getloadavg()[0]
+        print(f"load average at the end {os.getloadavg()[0]:.1f}")
+        print(json.dumps(results))
+        return
     rss0 = rss_mb()
     photos = lipsync.portraits()
     t0 = time.perf_counter()

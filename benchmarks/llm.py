@@ -30,12 +30,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.store import Store  # noqa: E402
-from nodes.llm.backends.select import BackendConfig, open_backend  # noqa: E402
-from nodes.llm.conversation import Conversation  # noqa: E402
-from nodes.llm.language import detect_language  # noqa: E402
-from nodes.llm.memory import DialogMemory  # noqa: E402
-from nodes.llm.persona import load_persona  # noqa: E402
+from engine.queue.sqlite_store import Store  # noqa: E402
+from nodes.think.backends.select import BackendConfig, open_backend  # noqa: E402
+from nodes.think.conversation import Conversation  # noqa: E402
+from nodes.common.text import detect_language  # noqa: E402
+from nodes.think.memory import DialogMemory  # noqa: E402
+from nodes.think.persona import load_persona  # noqa: E402
 
 # (name, job as said, job stem to look for in the recall reply, topic)
 PEOPLE = {

@@ -35,9 +35,9 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from engine.executor import Executor  # noqa: E402
-from engine.folders import folders  # noqa: E402
-from engine.registry import NodeRegistry  # noqa: E402
+from engine.graph.executor import Executor  # noqa: E402
+from engine.files.folders import folders  # noqa: E402
+from engine.graph.registry import NodeRegistry  # noqa: E402
 
 FPS = 25
 
@@ -103,8 +103,8 @@ def main() -> None:
     reg.discover("nodes")
     from nodes.face.nodes import make_backend, animate
     from nodes.face.prepare import prepare_avatar
-    from nodes.io import load_image_file
-    from nodes.audio_io import load_audio
+    from nodes.io.files import load_image_file
+    from nodes.common.audio import load_audio
     from nodes.render import esrgan as E
     from nodes.render.mp4 import Mp4Writer
 

@@ -14,7 +14,13 @@ different seed per prompt, so nothing is served from a cache).
   validation, the queue, the hand-over to the worker, loading the prompt, recording history and the messages back.
 
 This machine has 2 cores, so more than 2 workers cannot add throughput here; the overhead is the number that
-carries over. Prints figures and ends with one JSON line.
+carries over.
+
+* **overlapping prompts** (``--overlap``, not with 1 worker): three clients queue prompts in staggered waves, every
+  prompt naming its output ``avatar`` in the one shared folder; reports failed prompts (must be 0) and names
+  shared by two prompts (must be 0) beside the throughput. ``--skip-throughput`` runs only this.
+
+Prints figures and ends with one JSON line.
 """
 
 from __future__ import annotations
@@ -119,11 +125,58 @@ def measure(cluster: LocalCluster, prompts: int, sequential: int, seed0: int) ->
         client.close()
 
 
+def overlap_prompt(seed: int) -> dict[str, Any]:
+    """render_avatar where every prompt writes ``avatar_NNNNN_.mp4`` into the one shared output folder."""
+    prompt = render_prompt(seed)
+    for node in prompt.values():
+        if node["class_type"] == "VideoOut":
+            node["inputs"]["filename_prefix"] = "avatar"
+    return prompt
+
+
+def measure_overlap(cluster: LocalCluster, prompts: int, clients: int, seed0: int) -> dict[str, Any]:
+    """``clients`` API clients queue ``prompts`` prompts in overlapping waves (every prompt naming its output
+    ``avatar``, so the workers' names would collide without claims); failed prompts must be 0."""
+    import threading
+
+    ids: list[str] = []
+    lock = threading.Lock()
+
+    def client(index: int) -> None:
+        time.sleep(0.15 * index)  # staggered: the waves overlap instead of arriving as one batch
+        for i in range(index, prompts, clients):
+            status, body = request(cluster.url, "POST", "/api/prompt",
+                                   {"prompt": overlap_prompt(seed0 + i), "client_id": f"overlap-{index}"})
+            if status != 200:
+                raise RuntimeError(f"POST /prompt answered {status}: {body}")
+            with lock:
+                ids.append(body["prompt_id"])
+            time.sleep(0.05)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done = cluster.wait_done(ids, timeout=900)
+    wall = time.perf_counter() - started
+    failed = [p for p, e in done.items() if e["status"]["status_str"] != "success"]
+    names = [item["filename"] for e in done.values() for ui in e.get("outputs", {}).values()
+             for item in ui.get("images", []) if str(item.get("filename", "")).endswith(".mp4")]
+    return {"prompts": len(ids), "clients": clients, "failed_prompts": len(failed),
+            "shared_names": len(names) - len(set(names)), "prompts_per_min": round(len(ids) / wall * 60, 1),
+            "wall_s": round(wall, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prompts", type=int, default=30)
     parser.add_argument("--sequential", type=int, default=15)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--overlap", type=int, default=30,
+                        help="prompts in the overlapping run (3 clients, one output prefix; 0 skips it)")
+    parser.add_argument("--skip-throughput", action="store_true", help="only the overlapping-prompts run")
     args = parser.parse_args()
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="ag-scale-") as tmp:
@@ -138,8 +191,19 @@ def main() -> None:
                     cluster.start(workers=workers)
                 write_render_inputs(cluster.inputs)
                 load = os.getloadavg()[0]
-                results[name] = {**measure(cluster, args.prompts, args.sequential, seed0=index * 10_000),
-                                 "load_before": round(load, 2)}
+                if args.skip_throughput:
+                    results[name] = {"load_before": round(load, 2)}
+                else:
+                    results[name] = {**measure(cluster, args.prompts, args.sequential, seed0=index * 10_000),
+                                     "load_before": round(load, 2)}
+                if args.overlap and workers != 1:
+                    o = measure_overlap(cluster, args.overlap, 3, seed0=index * 10_000 + 5000)
+                    results[name]["overlap"] = o
+                    print(f"{name:>9}: overlapping prompts: {o['prompts']} from {o['clients']} clients into one "
+                          f"output prefix, {o['failed_prompts']} failed, {o['shared_names']} shared names, "
+                          f"{o['prompts_per_min']} prompts/min ({o['wall_s']} s)", flush=True)
+                if args.skip_throughput:
+                    continue
                 r = results[name]
                 print(f"{name:>9}: {r['prompts_per_min']:6.1f} prompts/min ({args.prompts} in {r['wall_s']} s, "
                       f"{r['per_worker']}); overhead per prompt median {r['overhead_ms_median']} ms "
@@ -149,7 +213,7 @@ def main() -> None:
                 cluster.stop()
     base = results["embedded"]
     for name, r in results.items():
-        if name != "embedded":
+        if name != "embedded" and "prompts_per_min" in r and "prompts_per_min" in base:
             r["throughput_vs_embedded"] = round(r["prompts_per_min"] / base["prompts_per_min"], 2)
             r["extra_overhead_ms"] = round(r["overhead_ms_median"] - base["overhead_ms_median"], 1)
             print(f"{name:>9}: throughput x{r['throughput_vs_embedded']} of the embedded default; overhead "

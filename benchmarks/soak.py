@@ -8,11 +8,15 @@ are created and freed all along.
 
 Pass criteria: zero errors (error messages, timeouts, turns without a reply, sessions not freed); RSS growth < 5 %
 from the end of the warm-up (the first session: models load) to the end; no leaked threads or file descriptors
-(counted between sessions, when none is open). Each sample also says where the memory lies (engine/memory.py):
+(counted between sessions, when none is open). Each sample also says where the memory lies (engine/app/malloc.py):
 anonymous vs file-backed, glibc heap in use vs free, large mmapped blocks, arenas. Like main.py, it caps glibc's
 malloc arenas first (``--malloc-arenas 0`` leaves glibc's default: one per thread, up to 8 per core).
 
 Run: ``.venv/bin/python benchmarks/soak.py --minutes 60``; the last line printed is JSON.
+
+Idle cost: ``.venv/bin/python benchmarks/soak.py --idle 1,4,8`` opens 1, 4, then 8 silent Talk sessions (from a child
+process, so only the server's CPU is counted), measures the server's CPU per idle session after a warm-up, how long
+the event loop stalls when they all close at once, and the CPU of one spoken turn.
 """
 
 from __future__ import annotations
@@ -102,7 +106,7 @@ def sample(started: float, runtime: Any, turns: int = 0) -> Sample:
 
     import psutil
 
-    from engine.memory import memory_report
+    from engine.app.malloc import memory_report
 
     proc = psutil.Process()
     names = [t.name for t in threading.enumerate()]
@@ -204,7 +208,162 @@ async def soak(minutes: float, session_turns: int = 6, barge_every: int = 5, wor
     return report
 
 
+# Idle cost --------------------------------------------------------------------------------------------------
+async def drive_idle(url: str, count: int) -> None:
+    """(Child process) ``count`` Talk sessions that stay open and silent: the mic sends silence in real time."""
+    drivers = [TalkDriver(url) for _ in range(count)]
+    for driver in drivers:
+        ready = await driver.open(workflow="bench_chat", persona="", photo="default portrait", voice="")
+        if ready.get("type") != "ready":
+            print(f"session did not start: {ready}", file=sys.stderr, flush=True)
+            sys.exit(2)
+    print("ready", flush=True)
+    while True:
+        await asyncio.sleep(3600)
+
+
+def _cpu_seconds() -> float:
+    import psutil
+
+    times = psutil.Process().cpu_times()
+    return times.user + times.system
+
+
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds per kind of thread (Python thread names without their numbers; "native" for the threads of
+    onnxruntime, CTranslate2, llama.cpp or OpenMP)."""
+    import re
+
+    import psutil
+
+    names = {t.native_id: re.sub(r"[-_ ]?\d+.*$", "", t.name) or t.name for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    for t in psutil.Process().threads():
+        name = names.get(t.id)
+        if name is None:  # a library's own thread: its Linux name (onnxruntime, OpenMP, llama.cpp, ...)
+            try:
+                name = "native:" + re.sub(r"[-_ ]?\d+$", "", Path(f"/proc/self/task/{t.id}/comm").read_text().strip())
+            except OSError:
+                name = "native"
+        out[name] = out.get(name, 0.0) + t.user_time + t.system_time
+    return out
+
+
+def _callable_name(fn: Any) -> str:
+    import functools
+
+    while isinstance(fn, functools.partial):
+        fn = fn.args[0] if fn.func.__name__ == "run" and fn.args else fn.func
+    return getattr(fn, "__qualname__", None) or type(fn).__name__
+
+
+async def _window(seconds: float, breakdown: dict[str, float] | None = None) -> float:
+    """Percent of one core this process used over the next ``seconds`` (and per thread kind in ``breakdown``,
+    with the functions sent to the loop's thread pool, per second)."""
+    loop = asyncio.get_running_loop()
+    calls: dict[str, int] = {}
+    original = loop.run_in_executor
+
+    def counting(executor: Any, fn: Any, *args: Any) -> Any:
+        name = _callable_name(fn)
+        calls[name] = calls.get(name, 0) + 1
+        return original(executor, fn, *args)
+    loop.run_in_executor = counting  # type: ignore[method-assign]
+    cpu, wall, threads = _cpu_seconds(), time.monotonic(), _thread_cpu()
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        loop.run_in_executor = original  # type: ignore[method-assign]
+    elapsed = time.monotonic() - wall
+    if breakdown is not None:
+        for name, count in sorted(calls.items(), key=lambda kv: -kv[1])[:6]:
+            breakdown[f"pool calls/s: {name}"] = round(count / elapsed, 1)
+    if breakdown is not None:
+        for name, used in _thread_cpu().items():
+            share = 100.0 * (used - threads.get(name, 0.0)) / elapsed
+            if share >= 0.1:
+                breakdown[name] = round(share, 1)
+    return 100.0 * (_cpu_seconds() - cpu) / elapsed
+
+
+async def settle(warm_s: float, quiet_pct: float = 1.5, limit_s: float = 480.0) -> None:
+    """Wait ``warm_s``, then until the models' own threads are quiet (the LLM's prompt prewarm and the first
+    Whisper pass run at session start and take minutes on a loaded machine: they are not idle cost)."""
+    await asyncio.sleep(warm_s)
+    began = time.monotonic()
+    while time.monotonic() - began < limit_s:
+        threads: dict[str, float] = {}
+        await _window(10.0, threads)
+        native = sum(v for k, v in threads.items() if k.startswith("native"))
+        if native < quiet_pct:
+            return
+    print(f"  (models still busy after {limit_s:.0f} s of warm-up)", flush=True)
+
+
+async def idle_cost(counts: list[int], warm_s: float, window_s: float, speaking: bool,
+                    workflow: dict[str, Any] | None) -> dict[str, Any]:
+    """Server CPU (this process) with 0, then each of ``counts`` open silent sessions (driven from a child process,
+    so the clients' own CPU is not counted), and during one spoken turn; percent of one core."""
+    import os
+    import subprocess
+
+    out: dict[str, Any] = {"idle": {}, "close_stall_ms": None}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        async with InProcessServer(folder, workflow or default_workflow()) as srv:
+            from server.talk import talk_connections
+
+            out["no_session_pct"] = round(await _window(min(window_s, 10)), 2)
+            for count in counts:
+                child = subprocess.Popen([sys.executable, __file__, "--drive-idle", srv.url, str(count)],
+                                         stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+                try:
+                    line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), 600)
+                    if line.strip() != "ready":
+                        raise RuntimeError(f"{count} idle sessions did not start")
+                    await settle(warm_s)
+                    threads: dict[str, float] = {}
+                    total = await _window(window_s, threads)
+                    out["idle"][count] = {"total_pct": round(total, 2), "per_session_pct":
+                                          round((total - out["no_session_pct"]) / count, 2),
+                                          "threads_pct": dict(sorted(threads.items(), key=lambda kv: -kv[1]))}
+                    print(f"  {count} idle session(s): server {total:.1f} % of one core, "
+                          f"{out['idle'][count]['per_session_pct']:.1f} % per session; by thread "
+                          f"{out['idle'][count]['threads_pct']}", flush=True)
+                finally:
+                    began = time.monotonic()
+                    child.terminate()  # its sessions close at once
+                    await asyncio.to_thread(child.wait, 30)
+                    stall = 0.0
+                    while talk_connections(srv.app) and time.monotonic() - began < 60:
+                        tick = time.monotonic()
+                        await asyncio.sleep(0.01)
+                        stall = max(stall, (time.monotonic() - tick - 0.01) * 1000)
+                    if count == max(counts):
+                        out["close_stall_ms"] = round(stall, 1)
+                    await asyncio.sleep(3.0)
+            if speaking:
+                driver = TalkDriver(srv.url)
+                await driver.open(workflow="bench_chat", persona="", photo="default portrait", voice="")
+                await asyncio.sleep(warm_s)
+                text = UTTERANCES["en"][0]
+                samples = espeak(text, "en", folder)
+                cpu, wall = _cpu_seconds(), time.monotonic()
+                result = await one_turn(driver, "en", text, samples, 180)
+                pct = 100.0 * (_cpu_seconds() - cpu) / (time.monotonic() - wall)
+                out["speaking"] = {"turn_pct": round(pct, 1), "turn_s": round(time.monotonic() - wall, 1),
+                                   "error": result.error}
+                print(f"  1 speaking session: {pct:.0f} % of one core over its turn "
+                      f"({time.monotonic() - wall:.1f} s)", flush=True)
+                await driver.close()
+    return out
+
+
 def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--drive-idle":
+        asyncio.run(drive_idle(sys.argv[2], int(sys.argv[3])))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--session-turns", type=int, default=6)
@@ -212,10 +371,27 @@ def main() -> None:
     parser.add_argument("--workflow", type=Path, default=None)
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--malloc-arenas", type=int, default=None,
-                        help="cap glibc's malloc arenas (engine.memory.limit_malloc_arenas; 0: leave the default)")
+                        help="cap glibc's malloc arenas (engine.app.malloc.limit_malloc_arenas; 0: leave the default)")
+    parser.add_argument("--idle", default=None, metavar="COUNTS",
+                        help="measure the server's CPU per open silent session instead, e.g. --idle 1,4,8")
+    parser.add_argument("--idle-warm", type=float, default=30.0, help="seconds before each idle window")
+    parser.add_argument("--idle-window", type=float, default=20.0, help="seconds each idle window lasts")
+    parser.add_argument("--no-speaking", action="store_true", help="with --idle: skip the spoken turn")
     args = parser.parse_args()
+    if args.idle:
+        import os
+
+        logging.basicConfig(level=logging.WARNING)
+        counts = [int(c) for c in args.idle.split(",")]
+        workflow = json.loads(args.workflow.read_text()) if args.workflow else None
+        result = asyncio.run(idle_cost(counts, args.idle_warm, args.idle_window, not args.no_speaking, workflow))
+        load = os.getloadavg()
+        print(json.dumps({"benchmark": "soak-idle", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                          "machine": "2-core CPU, no GPU", "load_average": [round(x, 2) for x in load],
+                          "idle_target_pct": 5.0, **result}))
+        return
     if args.malloc_arenas != 0:
-        from engine.memory import limit_malloc_arenas
+        from engine.app.malloc import limit_malloc_arenas
 
         limit_malloc_arenas(args.malloc_arenas)  # before any thread starts, as main.py does
     logging.basicConfig(level=logging.WARNING)

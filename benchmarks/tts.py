@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from nodes.media import Audio  # noqa: E402
+from nodes.io.media import Audio  # noqa: E402
 from nodes.speak.backends import BACKENDS  # noqa: E402
 
 TEXTS = {

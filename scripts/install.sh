@@ -9,6 +9,6 @@ make_venv
 mapfile -t reqs < <(app_requirements)
 install_python "${reqs[@]}"
 install_models
-"$PY" -m nodes.samples  # portrait.png and speech.wav in ./data/input, as the shipped workflows name them
+"$PY" -m nodes.io.samples  # portrait.png and speech.wav in ./data/input, as the shipped workflows name them
 log "starting AvatarGraph"
 exec "$PY" "$ROOT/main.py" "$@"

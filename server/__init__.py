@@ -4,4 +4,4 @@ This package's ``__init__`` imports no web framework, so that ``import server`` 
 built by ``server.app.create_app`` and started by ``server.app.serve``.
 """
 
-from engine.comfy_shims.comfy_server import PromptServer  # noqa: E402,F401  (ComfyUI packs: `from server import PromptServer`)
+from engine.comfy.shims.comfy_server import PromptServer  # noqa: E402,F401  (ComfyUI packs: `from server import PromptServer`)

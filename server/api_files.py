@@ -20,8 +20,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.datastructures import UploadFile
 
-from engine.folders import UnsafePath, folders
-from server.errors import ApiError, error_response
+from engine.files.folders import UnsafePath, folders
+from server.errors import ApiError, error_response, read_body
 from server.uploads import UPLOAD_KINDS, UploadRejected, store_upload
 
 router = APIRouter()
@@ -34,8 +34,30 @@ for _ext, _type in ((".webp", "image/webp"), (".m4a", "audio/mp4"), (".opus", "a
     mimetypes.add_type(_type, _ext)
 
 
+MAX_NAME_BYTES = 255  # one file or folder name (what Linux file systems allow)
+MAX_PATH_BYTES = 1024  # a whole relative path
+
+
 class _TooLarge(Exception):
     pass
+
+
+def check_names(**named: str) -> None:
+    """Refuse (``ApiError`` 400) names the file system cannot take: a part longer than 255 bytes, a path longer
+    than 1024, a NUL byte or text that is not valid Unicode - before any file operation sees them."""
+    for what, value in named.items():
+        try:
+            encoded = value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ApiError(400, "invalid_name", f"{what} is not valid Unicode (a lone surrogate)") from None
+        if b"\x00" in encoded:
+            raise ApiError(400, "invalid_name", f"{what} contains a NUL byte")
+        if len(encoded) > MAX_PATH_BYTES:
+            raise ApiError(400, "name_too_long", f"{what} is {len(encoded)} bytes long; at most {MAX_PATH_BYTES}")
+        longest = max((len(part.encode("utf-8")) for part in value.replace("\\", "/").split("/")), default=0)
+        if longest > MAX_NAME_BYTES:
+            raise ApiError(400, "name_too_long", f"{what} has a name {longest} bytes long; a file or folder name "
+                                                 f"is at most {MAX_NAME_BYTES} bytes")
 
 
 class _LimitedBody:
@@ -78,7 +100,10 @@ async def upload_image(request: Request) -> Response:
     body = _LimitedBody(request.receive, limit + 64 * 1024)  # room for the multipart framing
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > body.limit:
-        await body.drain()
+        try:  # read and drop what the client sends meanwhile, so it reads our answer, but never wait for long
+            await asyncio.wait_for(body.drain(), timeout=10)
+        except asyncio.TimeoutError:
+            pass
         return too_large
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         return error_response(400, "invalid_request", "send multipart/form-data with the file in the field 'image'")
@@ -96,6 +121,10 @@ async def upload_image(request: Request) -> Response:
             return error_response(400, "invalid_request", "the multipart field 'image' must hold a file")
         kind = str(form.get("type") or "input")
         subfolder = str(form.get("subfolder") or "")
+        try:
+            check_names(subfolder=subfolder, filename=upload.filename or "")
+        except ApiError as exc:
+            return exc.response()
         if kind not in UPLOAD_KINDS:
             return error_response(400, "invalid_request", f"type must be one of {', '.join(UPLOAD_KINDS)}")
         data = await upload.read(limit + 1)
@@ -125,6 +154,7 @@ def _annotated(filename: str, kind: str) -> tuple[str, str]:
 async def view(request: Request, filename: str = "", type: str = "output", subfolder: str = "") -> Response:
     if not filename:
         return error_response(400, "invalid_request", "'filename' is required")
+    check_names(filename=filename, subfolder=subfolder)
     filename, kind = _annotated(filename, type)
     if kind not in UPLOAD_KINDS:
         return error_response(400, "invalid_request", f"type must be one of {', '.join(UPLOAD_KINDS)}")
@@ -151,6 +181,7 @@ def _user_path(relpath: str) -> Path:
     relpath = relpath.strip()
     if not relpath or relpath.endswith("/"):
         raise ApiError(400, "invalid_request", "name a file inside the user folder")
+    check_names(name=relpath)
     try:
         return folders.resolve("user", relpath, USER)
     except UnsafePath as exc:
@@ -168,6 +199,7 @@ async def list_userdata(dir: str = "", recurse: bool = False, full_info: bool = 
                         split: bool = False) -> Response:
     if not dir:
         return error_response(400, "invalid_request", "'dir' is required (e.g. dir=workflows)")
+    check_names(dir=dir)
     try:
         base = folders.resolve("user", dir, USER)
     except UnsafePath as exc:
@@ -236,11 +268,7 @@ async def post_userdata(request: Request, file: str, overwrite: bool = True, ful
         await asyncio.to_thread(shutil.move, source, target)
         return JSONResponse(_file_info(target, root) if full_info else target.relative_to(root).as_posix())
     limit = request.app.state.config.max_upload_bytes
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return error_response(413, "payload_too_large", f"user files are limited to {limit} bytes")
+    body = await read_body(request, limit)
     if source.exists() and not overwrite:
         return error_response(409, "exists", f"{relpath!r} exists; pass overwrite=true to replace it")
     if source.is_dir():

@@ -13,9 +13,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from engine.prompt import PromptFormatError
-from engine.validation import PromptInvalid
+from engine.graph.prompt import PromptFormatError
+from engine.graph.validation import PromptInvalid
 from server import jobs as J
+from server.comfy_errors import live_only_errors, prompt_error_body
 from server.errors import ApiError, error_response, read_json
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,14 @@ def _runtime(request: Request) -> Any:
 
 def _hub(request: Request) -> Any:
     return request.app.state.hub
+
+
+MAX_COUNT = 10**9  # the largest max_items / limit / offset / number a client may send (SQLite holds 64 bits)
+
+
+def _count(value: int | None, what: str, lowest: int = 0) -> None:
+    if value is not None and not lowest <= value <= MAX_COUNT:
+        raise ApiError(400, "invalid_request", f"'{what}' must be between {lowest} and {MAX_COUNT}; got {value}")
 
 
 def _id_list(value: Any, what: str) -> list[str]:
@@ -59,8 +68,9 @@ async def post_prompt(request: Request) -> Response:
     if client_id is not None and not isinstance(client_id, str):
         raise ApiError(400, "invalid_request", "'client_id' must be a string")
     number = body.get("number")
-    if number is not None and (isinstance(number, bool) or not isinstance(number, int | float)):
-        raise ApiError(400, "invalid_request", "'number' must be a number")
+    if number is not None and (isinstance(number, bool) or not isinstance(number, int | float)
+                               or abs(number) > MAX_COUNT):
+        raise ApiError(400, "invalid_request", f"'number' must be a number between -{MAX_COUNT} and {MAX_COUNT}")
     front = body.get("front", False)
     if not isinstance(front, bool):
         raise ApiError(400, "invalid_request", "'front' must be true or false")
@@ -70,6 +80,9 @@ async def post_prompt(request: Request) -> Response:
     prompt_id = body.get("prompt_id")
     if prompt_id is not None and (not isinstance(prompt_id, str) or not 0 < len(prompt_id) <= 128):
         raise ApiError(400, "invalid_request", "'prompt_id' must be a non-empty string")
+    live = live_only_errors(prompt, runtime.registry)
+    if live is not None:
+        return JSONResponse(live, status_code=400)
     extra_data = {**extra_data, "create_time": int(time.time() * 1000)}
     if client_id:
         extra_data["client_id"] = client_id
@@ -77,14 +90,16 @@ async def post_prompt(request: Request) -> Response:
         item, report = runtime.submit(prompt, extra_data, client_id, front=front, number=number,
                                       targets=targets, prompt_id=prompt_id)
     except PromptInvalid as exc:
-        body = exc.report.comfy_response()
+        body = prompt_error_body(exc.report, prompt, runtime.registry)
         return JSONResponse(body, status_code=400)
     except PromptFormatError as exc:
         raise ApiError(400, "invalid_prompt", f"the prompt is not an API-format graph: {exc}")
     except ValueError as exc:  # e.g. a prompt_id already queued
         raise ApiError(400, "invalid_prompt", str(exc))
     _hub(request).queue_changed()
-    return JSONResponse({"prompt_id": item.prompt_id, "number": item.number, "node_errors": {}})
+    # Partial validity (as ComfyUI): the valid outputs run; the errors of the nodes left out come with the 200.
+    node_errors = prompt_error_body(report, prompt, runtime.registry)["node_errors"] if report.issues else {}
+    return JSONResponse({"prompt_id": item.prompt_id, "number": item.number, "node_errors": node_errors})
 
 
 # /queue ----------------------------------------------------------------------------------------------------
@@ -144,6 +159,8 @@ async def interrupt(request: Request) -> dict[str, Any]:
 # /history --------------------------------------------------------------------------------------------------
 @router.get("/history")
 async def get_history(request: Request, max_items: int | None = None, offset: int = -1) -> dict[str, Any]:
+    _count(max_items, "max_items")
+    _count(offset, "offset", lowest=-1)
     return await asyncio.to_thread(_runtime(request).queue.history, max_items, offset)
 
 
@@ -181,8 +198,8 @@ async def get_jobs(request: Request, status: str | None = None, workflow_id: str
         raise ApiError(400, "invalid_request", f"unknown job status {sorted(unknown)}; known: {list(J.ALL_STATUSES)}")
     if sort_order not in ("asc", "desc") or sort_by not in ("created_at", "execution_duration"):
         raise ApiError(400, "invalid_request", "sort_by is created_at|execution_duration, sort_order asc|desc")
-    if (limit is not None and limit < 0) or offset < 0:
-        raise ApiError(400, "invalid_request", "limit and offset must not be negative")
+    _count(limit, "limit")
+    _count(offset, "offset")
     running, pending, history = await asyncio.to_thread(_snapshot, _runtime(request).queue)
     jobs, total = J.list_jobs(running, pending, history, statuses, workflow_id, sort_by, sort_order, limit, offset)
     return {"jobs": jobs, "pagination": {"offset": offset, "limit": limit, "total": total,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import platform
 import sys
 from importlib import metadata
@@ -13,10 +14,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
-from engine import types as T
+from engine.graph import types as T
 from engine.version import VERSION
 from server.errors import ApiError, error_response, read_json
-from server.frontend import FRONTEND_VERSION, extension_urls, template_sources, workflow_file, workflow_templates
+from server.frontend import (EDITOR_DEFAULT_SETTINGS, EMULATED_COMFYUI_VERSION, FRONTEND_VERSION,
+                             extension_urls, template_sources, workflow_file, workflow_templates)
 from server.node_info import node_info, object_info
 
 router = APIRouter()
@@ -55,6 +57,35 @@ def _version(package: str) -> str:
         return ""
 
 
+SECRET_OPTIONS = ("--token",)
+
+
+def redacted_argv(argv: list[str]) -> list[str]:
+    """The command line with secrets replaced by ``***``: ``--token`` values, ``token=`` query values and the
+    password of any URL (``redis://:secret@host``)."""
+    import re
+
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            out.append("***")
+            hide_next = False
+            continue
+        if arg in SECRET_OPTIONS:
+            hide_next = True
+            out.append(arg)
+            continue
+        name, eq, _ = arg.partition("=")
+        if eq and name in SECRET_OPTIONS:
+            out.append(f"{name}=***")
+            continue
+        arg = re.sub(r"(token=)[^&\s]+", r"\1***", arg)
+        arg = re.sub(r"(://[^:/@\s]*:)[^@\s]+@", r"\1***@", arg)
+        out.append(arg)
+    return out
+
+
 @router.get("/system_stats")
 async def system_stats(request: Request) -> dict[str, Any]:
     runtime = _runtime(request)
@@ -66,14 +97,14 @@ async def system_stats(request: Request) -> dict[str, Any]:
             "platform": platform.platform(),
             "ram_total": budget.get("ram_total", 0),
             "ram_free": budget.get("ram_free", 0),
-            "comfyui_version": VERSION,
+            "comfyui_version": EMULATED_COMFYUI_VERSION,  # the API we emulate; the About page shows it
+            "app": "AvatarGraph",
             "avatargraph_version": VERSION,
             "required_frontend_version": FRONTEND_VERSION,
             "python_version": sys.version,
             "pytorch_version": _version("torch"),
             "embedded_python": False,
-            # The frontend checks for releases on the internet unless it sees this flag.
-            "argv": ["main.py", "--disable-api-nodes"],
+            "argv": redacted_argv(sys.argv),  # the real command line; the release check is off by a setting
         },
         "devices": stats.get("devices", []),
         "models": {"loaded": stats.get("loaded", []), "budget": budget},
@@ -85,7 +116,7 @@ async def _cluster_stats(runtime: Any) -> dict[str, Any]:
     """The workers of a distributed queue (an AvatarGraph addition to ComfyUI's answer)."""
     if runtime.cluster is None:
         return {}
-    from engine.cluster import redact
+    from engine.queue.cluster import redact
 
     queue = {"backend": "redis", "url": redact(runtime.cluster.url), "member": runtime.cluster.name}
     try:
@@ -129,9 +160,25 @@ async def logs_subscribe() -> Response:
     return Response(status_code=200)
 
 
+@router.get("/internal/files/{directory_type}")
+async def internal_files(directory_type: str) -> Response:
+    """The files in input/output/temp, newest first (what the frontend reloads after an upload)."""
+    from engine.files.folders import folders
+
+    if directory_type not in ("input", "output", "temp"):
+        return error_response(400, "invalid_request", "directory_type is input, output or temp")
+
+    def listing() -> list[str]:
+        folder = folders.get(directory_type)
+        entries = [e for e in os.scandir(folder) if e.is_file() and not e.name.startswith(".")] \
+            if folder.is_dir() else []
+        return [e.name for e in sorted(entries, key=lambda e: e.stat().st_mtime, reverse=True)]
+    return JSONResponse(await asyncio.to_thread(listing))
+
+
 @router.get("/internal/folder_paths")
 async def folder_paths() -> dict[str, Any]:
-    from engine.folders import folders
+    from engine.files.folders import folders
 
     return {kind: [str(folders.data_dir / kind)] for kind in ("input", "output", "temp")}
 
@@ -139,7 +186,8 @@ async def folder_paths() -> dict[str, Any]:
 # Settings and users ----------------------------------------------------------------------------------------
 @router.get("/settings")
 async def get_settings(request: Request) -> dict[str, Any]:
-    return await asyncio.to_thread(_runtime(request).store.get_settings, USER)
+    stored = await asyncio.to_thread(_runtime(request).store.get_settings, USER)
+    return {**EDITOR_DEFAULT_SETTINGS, **stored}
 
 
 @router.post("/settings")
@@ -154,6 +202,8 @@ async def post_settings(request: Request) -> Response:
 @router.get("/settings/{setting_id}")
 async def get_setting(request: Request, setting_id: str) -> Response:
     value = await asyncio.to_thread(_runtime(request).store.get_setting, setting_id, USER)
+    if value is None:
+        value = EDITOR_DEFAULT_SETTINGS.get(setting_id)
     return JSONResponse(value)
 
 
@@ -176,7 +226,7 @@ async def create_user() -> Response:
 
 # Models ----------------------------------------------------------------------------------------------------
 def _model_folders() -> dict[str, list[str]]:
-    from engine.folders import folders
+    from engine.files.folders import folders
 
     root = folders.models_dir
     out: dict[str, list[str]] = {}
@@ -202,7 +252,7 @@ async def model_files(folder: str) -> Response:
 
 @router.get("/experiment/models")
 async def experiment_models() -> list[dict[str, Any]]:
-    from engine.folders import folders
+    from engine.files.folders import folders
 
     found = await asyncio.to_thread(_model_folders)
     return [{"name": name, "folders": [str(folders.models_dir / name)]} for name in found]

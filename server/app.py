@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import sys
+import warnings
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from engine.runtime import Runtime
+from engine.app.runtime import Runtime
 from server import api_files, api_prompts, api_system
 from server.errors import ApiError, error_response
 from server.frontend import extension_dirs, static_dir, template_sources, workflow_templates
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_UPLOAD = 100 * 2**20
 MAX_UPLOAD_ENV = "AVATARGRAPH_MAX_UPLOAD_MB"  # uploads and saved user files larger than this are refused
+# Set to 1 to let the editor's pages contact other hosts (the frontend's cloud features); off by default.
+ALLOW_INTERNET_ENV = "AVATARGRAPH_ALLOW_INTERNET"
 
 
 def max_upload_bytes() -> int:
@@ -70,6 +73,7 @@ def create_app(runtime: Runtime, config: ServerConfig | None = None) -> FastAPI:
         hub.bind(asyncio.get_running_loop())
         runtime.listeners.append(hub.on_event)
         await runtime.start(local_worker=config.local_worker)
+        samples = asyncio.create_task(asyncio.to_thread(write_sample_inputs), name="sample-inputs")
         runtime.queue_listeners.append(hub.queue_changed)
         if runtime.worker is not None:
             previous = runtime.worker.on_queue_change
@@ -86,6 +90,7 @@ def create_app(runtime: Runtime, config: ServerConfig | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await asyncio.gather(samples, return_exceptions=True)
             await hub.close_all()
             if hub.on_event in runtime.listeners:
                 runtime.listeners.remove(hub.on_event)
@@ -105,7 +110,7 @@ def create_app(runtime: Runtime, config: ServerConfig | None = None) -> FastAPI:
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
-        from engine.cluster import redact
+        from engine.queue.cluster import redact
 
         async def queue_unreachable(_: Request, exc: Exception) -> JSONResponse:
             return error_response(503, "queue_unavailable",
@@ -129,7 +134,7 @@ def create_app(runtime: Runtime, config: ServerConfig | None = None) -> FastAPI:
 
     @app.get("/user.css")
     async def user_css() -> Response:  # the page links it; ComfyUI users may add one in their user folder
-        from engine.folders import folders
+        from engine.files.folders import folders
 
         path = folders.get("user") / "default" / "user.css"
         return Response(path.read_text(encoding="utf-8") if path.is_file() else "", media_type="text/css")
@@ -146,9 +151,51 @@ def create_app(runtime: Runtime, config: ServerConfig | None = None) -> FastAPI:
     for name, folder in extension_dirs(runtime.registry.web_directories).items():
         if folder.is_dir():
             app.mount(f"/extensions/{name}", StaticFiles(directory=folder), name=f"extension-{name}")
-    app.add_middleware(SecurityMiddleware, policy=SecurityPolicy(config.host, config.token))
+    offline = os.environ.get(ALLOW_INTERNET_ENV, "") not in ("1", "true", "yes")
+    app.add_middleware(SecurityMiddleware, policy=SecurityPolicy(config.host, config.token, offline=offline))
     log.info("templates: %s", ", ".join(t["name"] for t in workflow_templates(template_sources(runtime))) or "none")
     return app
+
+
+def write_sample_inputs() -> list[str]:
+    """The sample inputs the shipped workflows name (portrait.png, speech.wav), written into this data dir's input
+    folder when missing, so every template runs on a fresh data dir (blocking: run off the event loop)."""
+    import importlib
+
+    from engine.files.folders import folders
+
+    for module_name in ("nodes.io.samples", "nodes.samples"):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        try:
+            written = module.ensure_sample_inputs(folders.get("input"))
+        except Exception as exc:  # the server works without them; the templates then say what is missing
+            log.warning("sample inputs could not be written: %s", exc)
+            return []
+        written += _default_talk_portrait(folders.get("input"))
+        for path in written:
+            log.info("sample input written: %s", path)
+        return [str(p) for p in written]
+    log.warning("no sample inputs: nodes.io.samples is not available")
+    return []
+
+
+def _default_talk_portrait(input_dir: Any) -> list[Any]:
+    """The photo avatar_chat names (the Talk page's "default portrait"), so the workflow opens without a missing
+    file in the editor too."""
+    import shutil
+
+    try:
+        from server.talk.options import DEFAULT_PHOTO_FILE, default_portrait
+    except Exception:
+        return []
+    target, source = input_dir / DEFAULT_PHOTO_FILE, default_portrait()
+    if target.exists() or source is None:
+        return []
+    shutil.copyfile(source, target)
+    return [target]
 
 
 def _mount_talk(app: FastAPI, runtime: Runtime) -> None:
@@ -176,8 +223,12 @@ def serve(runtime: Runtime, host: str = "127.0.0.1", port: int = 8188, token: st
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     shown = f"[{shown}]" if ":" in shown else shown
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+    # uvicorn's "websockets" (legacy) WebSocket implementation, not its newer sans-I/O one, which leaves an upgrade
+    # with a request line over 8 KB unanswered and open, logs a traceback for a text frame that is not UTF-8, and
+    # cannot refuse an upgrade with a reason (the ASGI denial response our Origin/Host check sends).
+    warnings.filterwarnings("ignore", message="The `websockets` implementation is deprecated")
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", ws_max_size=16 * 2**20,
-                                           lifespan="on"))
+                                           lifespan="on", ws="websockets"))
     _announce_when_started(server, url)
     try:
         server.run()

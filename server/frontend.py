@@ -12,11 +12,28 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from engine.folders import PROJECT_ROOT
+from engine.files.folders import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
 
 FRONTEND_VERSION = "1.58.1"  # pinned in requirements/server.txt
+EMULATED_COMFYUI_VERSION = "0.3.75-emulated"  # the ComfyUI server API we speak (the frontend reads it as semver)
+# Settings the editor starts with until the user changes them (``GET /settings`` merges the stored ones over
+# these): nothing leaves the machine unless the user turns it on (the release check, the Manager's pack lookups,
+# model downloads, API-node pricing), and no first-run tutorial or "what's new" pop-up.
+EDITOR_DEFAULT_SETTINGS: dict[str, Any] = {
+    "Comfy.Notification.ShowVersionUpdates": False,
+    "Comfy.VersionCompatibility.DisableWarnings": True,
+    "Comfy.Manager.ShowMissingPacks": False,
+    "Comfy.Manager.ShowUpdateAvailablePacks": False,
+    "Comfy.ErrorSystem.ShowMissingModels": False,
+    "Comfy.NodeBadge.ShowApiPricing": False,
+    "Comfy.TutorialCompleted": True,
+    "Comfy.InstalledVersion": FRONTEND_VERSION,
+    "Comfy.Release.Version": FRONTEND_VERSION,
+    "Comfy.Release.Status": "what's new seen",
+    "LiteGraph.Canvas.MinFontSizeForLOD": 0,  # templates fitted to the view stay legible (avatar_chat: 12 nodes)
+}
 EXTENSION_NAME = "avatargraph"
 EXTENSION_DIR = PROJECT_ROOT / "ui" / "extension"
 WORKFLOWS_DIR = PROJECT_ROOT / "workflows"

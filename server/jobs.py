@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.store import QueueItem
+from engine.queue.sqlite_store import QueueItem
+from server.comfy_errors import clean_traceback
 
 PENDING, IN_PROGRESS, COMPLETED, FAILED, CANCELLED = "pending", "in_progress", "completed", "failed", "cancelled"
 ALL_STATUSES = (PENDING, IN_PROGRESS, COMPLETED, FAILED, CANCELLED)
@@ -81,7 +82,7 @@ def history_job(prompt_id: str, entry: dict[str, Any], include_outputs: bool = F
             elif name in ("execution_success", "execution_error", "execution_interrupted"):
                 end = data.get("timestamp")
                 if name == "execution_error":
-                    error = data
+                    error = {**data, "traceback": clean_traceback(data.get("traceback"))}
     timings = entry.get("timings") or {}
     if start is None and isinstance(timings.get("started"), int | float):
         start = int(timings["started"] * 1000)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from engine import types as T
-from engine.comfy_compat import v1_input_types
-from engine.node import Node
-from engine.registry import NodeRegistry
+from engine.graph import types as T
+from engine.comfy.mappings import v1_input_types
+from engine.graph.node import Node
+from engine.graph.registry import NodeRegistry
 
 log = logging.getLogger(__name__)
 

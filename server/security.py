@@ -45,10 +45,17 @@ def split_host(value: str) -> tuple[str, int | None]:
         return "", None
 
 
+OFFLINE_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval' blob:; "
+               "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; media-src 'self' data: blob:; "
+               "font-src 'self' data:; worker-src 'self' blob:; frame-src 'self'; object-src 'none'; "
+               "base-uri 'self'; form-action 'self'; connect-src 'self' ws://{host} wss://{host}")
+
+
 @dataclass(frozen=True)
 class SecurityPolicy:
     bind_host: str
     token: str | None = None
+    offline: bool = True  # pages may load and contact nothing but this server (Content-Security-Policy)
 
     @property
     def loopback_only(self) -> bool:
@@ -132,18 +139,23 @@ class SecurityMiddleware:
                             "page with ?token=<token> (it was printed when the server started)")
         if problem is not None:
             log.warning("refused %s %s: %s", method, scope.get("path"), problem[1])
-            if scope["type"] == "websocket":
-                await send({"type": "websocket.close", "code": 1008, "reason": problem[1][:120]})
-                return
             body = json.dumps({"error": {"type": "forbidden" if problem[0] == 403 else "unauthorized",
                                          "message": problem[1]}}).encode()
-            await send({"type": "http.response.start", "status": problem[0],
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", str(len(body)).encode())]})
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            if scope["type"] == "websocket":
+                if "websocket.http.response" in scope.get("extensions", {}):  # the refusal with its reason
+                    await send({"type": "websocket.http.response.start", "status": problem[0], "headers": headers})
+                    await send({"type": "websocket.http.response.body", "body": body})
+                else:
+                    await send({"type": "websocket.close", "code": 1008, "reason": problem[1][:120]})
+                return
+            await send({"type": "http.response.start", "status": problem[0], "headers": headers})
             await send({"type": "http.response.body", "body": body})
             return
         if policy.token is not None and from_query and scope["type"] == "http":
             send = _with_cookie(send, token or "")
+        if policy.offline and scope["type"] == "http":
+            send = _with_csp(send, headers.get("host", ""))
         await self.app(scope, receive, send)
 
 
@@ -153,5 +165,21 @@ def _with_cookie(send: Any, token: str) -> Any:
     async def wrapped(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
             message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", cookie)]}
+        await send(message)
+    return wrapped
+
+
+def _with_csp(send: Any, host: str) -> Any:
+    """Pages (HTML) get a Content-Security-Policy that lets them contact this server only: the browser itself
+    refuses any request a page or a frontend feature would make to another host (telemetry, release checks,
+    cloud APIs, model or template downloads)."""
+    host = "".join(c for c in host if c.isalnum() or c in ".:-[]") or "localhost"
+    policy = OFFLINE_CSP.format(host=host).encode()
+
+    async def wrapped(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            headers = message.get("headers", [])
+            if any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in headers):
+                message = {**message, "headers": [*headers, (b"content-security-policy", policy)]}
         await send(message)
     return wrapped

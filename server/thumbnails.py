@@ -8,7 +8,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from engine import types as T
+from engine.graph import types as T
 
 SIZE = (320, 240)
 BACKGROUND = (24, 24, 27)

@@ -14,7 +14,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.folders import folders
+from engine.files import atomic
+from engine.files.folders import folders
 
 IMAGE_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp"}
 SOUNDFILE_FORMATS = {"WAV": ".wav", "FLAC": ".flac", "OGG": ".ogg", "MP3": ".mp3"}
@@ -22,6 +23,7 @@ SOUNDFILE_FORMATS = {"WAV": ".wav", "FLAC": ".flac", "OGG": ".ogg", "MP3": ".mp3
 AV_FORMATS = {"mp3": ".mp3", "ogg": ".ogg", "wav": ".wav", "flac": ".flac", "aac": ".aac",
               "matroska,webm": ".webm", "mov,mp4,m4a,3gp,3g2,mj2": ".mp4", "avi": ".avi"}
 UPLOAD_KINDS = ("input", "temp", "output")
+MAX_IMAGE_PIXELS = 64_000_000  # 8000 x 8000: any phone photo; a larger image is refused before it is decoded
 
 
 class UploadRejected(ValueError):
@@ -57,13 +59,24 @@ def _as_image(data: bytes) -> Detected | None:
     try:
         with Image.open(io.BytesIO(data)) as img:
             fmt = img.format
-            img.verify()
+            width, height = img.size
     except Image.DecompressionBombError as exc:
         raise UploadRejected(f"the image is too large to decode safely ({exc})") from None
     except Exception:
         return None
     ext = IMAGE_FORMATS.get(fmt or "")
-    return Detected("image", ext) if ext else None
+    if not ext:
+        return None
+    if width * height > MAX_IMAGE_PIXELS:
+        raise UploadRejected(f"the image is {width}x{height} ({width * height / 1e6:.0f} megapixels); images are "
+                             f"limited to {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels: scale it down first")
+    try:  # decode it all: a truncated or corrupt file is refused now, not when a workflow reads it
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+    except Exception as exc:
+        raise UploadRejected(f"the {fmt} image cannot be decoded ({exc}); the file may be truncated or "
+                             "damaged") from None
+    return Detected("image", ext)
 
 
 def _as_soundfile(data: bytes) -> Detected | None:
@@ -76,7 +89,35 @@ def _as_soundfile(data: bytes) -> Detected | None:
     ext = SOUNDFILE_FORMATS.get(info.format)
     if ext is None or info.frames <= 0 or info.samplerate <= 0:
         return None
+    if info.format == "WAV":
+        _check_wav_length(data)
+    decoded = 0
+    try:  # the header's length must match the data: a file cut short is refused now, not when it is played
+        for block in soundfile.blocks(io.BytesIO(data), blocksize=1 << 16, dtype="int16", always_2d=True):
+            decoded += len(block)
+    except Exception as exc:
+        raise UploadRejected(f"the {info.format} audio cannot be decoded ({exc})") from None
+    if decoded < info.frames * 0.99 - 1:
+        raise UploadRejected(f"the {info.format} header claims {info.frames / info.samplerate:.1f} s of audio but "
+                             f"only {decoded / info.samplerate:.2f} s is present: the file is truncated")
     return Detected("audio", ext)
+
+
+def _check_wav_length(data: bytes) -> None:
+    """Refuse a WAV whose ``data`` chunk claims more bytes than the file holds (libsndfile quietly reads what is
+    there, so a file cut short, or a header made to lie, would otherwise pass)."""
+    import struct
+
+    at = 12
+    while at + 8 <= len(data):
+        chunk, size = data[at:at + 4], struct.unpack_from("<I", data, at + 4)[0]
+        if chunk == b"data":
+            present = len(data) - at - 8
+            if size > present + 1:
+                raise UploadRejected(f"the WAV header claims {size} bytes of audio but only {present} are present: "
+                                     "the file is truncated")
+            return
+        at += 8 + size + (size & 1)
 
 
 def _as_av(data: bytes) -> Detected | None:
@@ -129,9 +170,8 @@ def store_upload(data: bytes, filename: str | None, kind: str = "input", subfold
     detected = detect(data)
     name = content_name(data, filename, detected)
     path = folders.resolve(kind, name, subfolder)  # raises UnsafePath for a subfolder leaving the folder
-    path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():  # same name means same bytes: nothing to overwrite
-        tmp = path.with_name(f".{path.name}.part")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        # a private temporary name, then an atomic no-overwrite move: safe with other servers writing the same
+        # shared input folder at the same time (engine.files.atomic)
+        atomic.write_bytes(path, data, overwrite=False)
     return StoredUpload(name, subfolder, kind, detected.kind, path)

@@ -1,6 +1,6 @@
 """The ``/ws`` hub: ComfyUI's WebSocket messages to the clients that queued each prompt.
 
-Execution events (``engine.events.Event``) go to the client in ``event.client_id`` (as ComfyUI sends them
+Execution events (``engine.graph.events.Event``) go to the client in ``event.client_id`` (as ComfyUI sends them
 only to the prompt's client); ``status`` goes to everyone. Preview events become binary frames in ComfyUI's
 layout: a 4-byte big-endian event type (1 = preview image) then a 4-byte image type (1 = JPEG, 2 = PNG)
 then the image bytes. Each client has its own bounded outbox and sender task, so a slow or vanished client
@@ -23,12 +23,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine.events import Event, jsonable
+from engine.graph.events import Event, jsonable
+from server import safe_json
+from server.comfy_errors import clean_traceback
 
 if TYPE_CHECKING:
     from fastapi import WebSocket
 
-    from engine.runtime import Runtime
+    from engine.app.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +123,9 @@ class ClientHub:
                 client.offer(self._error("binary frames are not accepted on /ws; send JSON text frames"))
                 continue
             try:
-                body = json.loads(text)
-            except (json.JSONDecodeError, ValueError):
-                client.offer(self._error("a /ws frame must be JSON: {\"type\": ..., \"data\": {...}}"))
+                body = safe_json.loads(text)
+            except safe_json.UnsafeJson as exc:
+                client.offer(self._error(f"a /ws frame must be JSON {{\"type\": ..., \"data\": {{...}}}}: {exc}"))
                 continue
             if not isinstance(body, dict) or not isinstance(body.get("type"), str):
                 client.offer(self._error("a /ws frame must be an object with a string 'type'"))
@@ -218,6 +220,8 @@ class ClientHub:
                 self._ended[prompt_id] = sid
                 return
         elif sid is not None:
+            if event.type == "execution_error" and "traceback" in data:
+                data = {**data, "traceback": clean_traceback(data["traceback"])}
             self.send(self._json(event.type, data), sid)
         self._track_progress(event.type, data, prompt_id, sid)
         if event.type in ENDS:

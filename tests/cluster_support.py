@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.redis_local import LocalRedis, free_port
+from engine.queue.redis_server import LocalRedis, free_port
 from tests.test_server_support import request
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,9 +7,9 @@ import threading
 import time
 from collections import Counter
 
-from engine import types as T
-from engine.node import Input, Node, NodeResult, Output
-from engine.registry import NodeRegistry
+from engine.graph import types as T
+from engine.graph.node import Input, Node, NodeResult, Output
+from engine.graph.registry import NodeRegistry
 
 CALLS: Counter[str] = Counter()  # how many times each node id ran (tests reset it)
 _lock = threading.Lock()

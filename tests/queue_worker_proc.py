@@ -6,9 +6,9 @@ usage: python -m tests.queue_worker_proc DB enqueue N | DB work
 import asyncio
 import sys
 
-from engine.executor import Executor
-from engine.store import Store
-from engine.worker import PromptWorker
+from engine.graph.executor import Executor
+from engine.queue.sqlite_store import Store
+from engine.queue.worker import PromptWorker
 from tests import engine_nodes as N
 
 

@@ -59,7 +59,8 @@ def queue(server: ServerProcess, prompt: dict[str, Any], client_id: str | None =
 
 def alive(server: ServerProcess) -> None:
     status, body = request(server.url, "GET", "/api/system_stats")
-    assert status == 200 and body["system"]["argv"] == ["main.py", "--disable-api-nodes"], (status, body)
+    argv = body["system"]["argv"] if status == 200 else []
+    assert argv[:2] == ["main.py", "--port"] and str(server.port) in argv, (status, body)  # the real command line
 
 
 # The script ----------------------------------------------------------------------------------------------
@@ -195,25 +196,26 @@ BAD_PROMPTS: list[tuple[str, Any, str]] = [
     ("prompt is a string", {"prompt": "hello"}, "invalid_prompt"),
     ("node without class_type", {"prompt": {"1": {"inputs": {}}}}, "invalid_prompt"),
     ("unknown class", {"prompt": {**_prompt_with(), "9": {"class_type": "NoSuchNode", "inputs": {}}}},
-     "unknown_class"),
-    ("widget of the wrong type", {"prompt": _prompt_with(**{"1__width": "wide"})}, "value_invalid"),
-    ("widget out of range", {"prompt": _prompt_with(**{"1__width": 2})}, "value_invalid"),
-    ("combo value not among the choices", {"prompt": _prompt_with(**{"1__colour": "pink"})}, "value_invalid"),
+     "missing_node_type"),
+    ("widget of the wrong type", {"prompt": _prompt_with(**{"1__width": "wide"})}, "invalid_input_type"),
+    ("widget out of range", {"prompt": _prompt_with(**{"1__width": 2})}, "value_smaller_than_min"),
+    ("combo value not among the choices", {"prompt": _prompt_with(**{"1__colour": "pink"})}, "value_not_in_list"),
     ("link to a missing node", {"prompt": _prompt_with(**{"3__image": ["42", 0]})}, None),
     ("link of the wrong type", {"prompt": _prompt_with(**{"3__image": ["2", 0]})}, None),
-    ("value where a link belongs", {"prompt": _prompt_with(**{"3__audio": 5})}, "wrong_type"),
+    ("value where a link belongs", {"prompt": _prompt_with(**{"3__audio": 5})}, "invalid_input_type"),
     ("cycle", {"prompt": {"1": {"class_type": "AGTestInvert", "inputs": {"image": ["2", 0]}},
                           "2": {"class_type": "AGTestInvert", "inputs": {"image": ["1", 0]}},
                           "3": {"class_type": "AGTestTone", "inputs": {}},
                           "4": {"class_type": "AGTestCompose", "inputs": {"image": ["2", 0], "audio": ["3", 0]}}}},
      "dependency_cycle"),
     ("no output node", {"prompt": {"1": {"class_type": "AGTestSolidImage", "inputs": {}}}}, "prompt_no_outputs"),
-    ("missing upload", {"prompt": {**_prompt_with(), "5": {"class_type": "AGTestLoadImage",
-                                                           "inputs": {"image": "nope.png"}}}}, "value_invalid"),
+    ("missing upload", {"prompt": {**_prompt_with(**{"3__image": ["5", 0]}),
+                                   "5": {"class_type": "AGTestLoadImage", "inputs": {"image": "nope.png"}}}},
+     "value_not_in_list"),
     ("number of the wrong type", {"prompt": _prompt_with(), "number": "first"}, "invalid_request"),
     ("front of the wrong type", {"prompt": _prompt_with(), "front": "yes"}, "invalid_request"),
     ("unknown partial execution target", {"prompt": _prompt_with(), "partial_execution_targets": ["77"]},
-     "unknown_target"),
+     "invalid_prompt"),
 ]
 
 

@@ -9,9 +9,9 @@ import psutil
 import pytest
 import soundfile
 
-from nodes.audio_io import (AudioDecodeError, float_to_pcm16, iter_audio, load_audio, pcm16_to_float, probe_duration,
+from nodes.common.audio import (AudioDecodeError, float_to_pcm16, iter_audio, load_audio, pcm16_to_float, probe_duration,
                             write_wav)
-from nodes.media import Audio
+from nodes.io.media import Audio
 
 
 def tone(freq: float, seconds: float, rate: int, channels: int = 1) -> np.ndarray:

@@ -4,14 +4,13 @@ executes it with the WebSocket events in order and the output video in the node'
 template shows its image and audio previews; the workflow saved from the editor comes back through userdata
 and runs headless with ``main.py run`` (the editor -> API conversion).
 
-Set AVATARGRAPH_UPDATE_SCREENSHOT=1 to refresh docs/editor.png from this run.
+Screenshots go to the tmp dir (or $AVATARGRAPH_SCREENSHOT_DIR); scripts/docs_screenshots.py refreshes docs/.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -165,10 +164,8 @@ def test_editor_loads_runs_templates_and_saves(editor_server: ServerProcess, tmp
                 assert page.page.locator(video).count() == 1  # previewed once, not once per list
                 page.page.evaluate(fit)
                 page.page.wait_for_timeout(1000)
-                shot = tmp_path / "editor.png"
-                page.page.screenshot(path=str(shot))
-                if os.environ.get("AVATARGRAPH_UPDATE_SCREENSHOT") == "1":
-                    shutil.copyfile(shot, ROOT / "docs" / "editor.png")
+                page.page.screenshot(path=str(Path(os.environ.get("AVATARGRAPH_SCREENSHOT_DIR") or tmp_path)
+                                              / "editor.png"))
 
             print("render done", flush=True)
             # 2. The test pack's template: image and audio previews.

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.registry import NodeRegistry
-from engine.ui_format import api_to_ui
+from engine.graph.registry import NodeRegistry
+from engine.comfy.ui_format import api_to_ui
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW = {"1": {"class_type": "TextSource", "inputs": {"text": "hi", "repeat": 2}},

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.cluster import Cluster, ClusterUnavailable, ClusterVersionError, WorkerInfo
-from engine.redis_local import LocalRedis, free_port
-from engine.redis_queue import RedisQueue
+from engine.queue.cluster import Cluster, ClusterUnavailable, ClusterVersionError, WorkerInfo
+from engine.queue.redis_server import LocalRedis, free_port
+from engine.queue.redis_store import RedisQueue
 from tests.cluster_support import ROOT, LocalCluster, render_prompt, write_render_inputs
 from tests.test_server_support import TEST_WORKFLOW, PackInstall, request
 
@@ -147,7 +147,7 @@ def test_placement_prefers_an_idle_worker_with_the_models_loaded(redis_server) -
 
 
 def test_protocol_mismatch_is_refused_and_bus_carries_binary_events(redis_server) -> None:
-    from engine.events import Event
+    from engine.graph.events import Event
 
     a = Cluster(redis_server.url, "a")
     b = Cluster(redis_server.url, "b")
@@ -404,7 +404,7 @@ def test_a_live_session_stays_on_its_worker_and_moves_when_the_worker_dies(start
 
 def test_a_server_that_missed_the_done_message_still_finishes_the_prompt(redis_server, tmp_path: Path) -> None:
     """Pub/sub drops what is sent while a server is disconnected; the reaper's round asks the queue instead."""
-    from engine.runtime import Runtime, RuntimeConfig
+    from engine.app.runtime import Runtime, RuntimeConfig
 
     async def scenario() -> None:
         runtime = Runtime(RuntimeConfig(data_dir=tmp_path / "server", queue_url=redis_server.url, heartbeat_s=0.2,
@@ -427,3 +427,48 @@ def test_a_server_that_missed_the_done_message_still_finishes_the_prompt(redis_s
         finally:
             await runtime.stop()
     asyncio.run(scenario())
+
+
+def test_three_prompts_at_once_on_two_workers_sharing_the_output_folder_never_collide(start_cluster) -> None:
+    """Issue #18: every render_avatar prompt writes ``avatar_NNNNN_.mp4`` into one shared folder; three at once on
+    two workers, three times (the second time the worker of a running prompt is SIGKILLed and started again)."""
+    import threading
+
+    from tests.chaos_support import check_mp4, leftovers, video_item
+
+    cluster = start_cluster(workers=2)
+    write_render_inputs(cluster.inputs)
+    names: list[str] = []
+    for round_ in range(3):
+        prompts = []
+        for i in range(3):
+            prompt = render_prompt(round_ * 3 + i)
+            next(n for n in prompt.values() if n["class_type"] == "VideoOut")["inputs"]["filename_prefix"] = "avatar"
+            prompts.append(prompt)
+        ids: list[str] = []
+        threads = [threading.Thread(target=lambda p=p: ids.append(cluster.submit(p))) for p in prompts]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if round_ == 1:
+            victim, deadline = None, time.monotonic() + 60
+            while victim is None and time.monotonic() < deadline:
+                running = request(cluster.url, "GET", "/api/queue")[1].get("running_on", {})
+                victim = next((w for p, w in running.items() if p in ids and w), None)
+                time.sleep(0.02)
+            assert victim is not None
+            cluster.workers[victim].kill()
+            cluster.start_worker(victim)
+        done = cluster.wait_done(ids, timeout=240)
+        for prompt_id in ids:
+            entry = done[prompt_id]
+            assert entry["status"]["status_str"] == "success", entry["status"]
+            item = video_item(entry)
+            assert item is not None and item["filename"].startswith("avatar_")
+            assert check_mp4(cluster.outputs / item["filename"], 0.6) is None
+            names.append(item["filename"])
+    assert len(set(names)) == 9, names  # nobody's file was taken, renamed or overwritten by another prompt
+    assert leftovers(cluster.outputs) == []  # the killed run's claim and .part are gone
+    on_disk = sorted(p.name for p in cluster.outputs.glob("avatar_*.mp4"))
+    assert on_disk == sorted(names)  # and it published nothing twice

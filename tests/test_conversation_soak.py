@@ -18,13 +18,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 async def test_three_minute_soak_with_the_default_stack():
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (the simulated user speaks with it)")
-    from nodes.asr import weights
+    from nodes.listen import weights
 
     if not weights.available_models():
         pytest.skip("no Whisper weights installed (python main.py models install whisper-base)")
     import soak
 
-    from engine.memory import limit_malloc_arenas
+    from engine.app.malloc import limit_malloc_arenas
 
     limit_malloc_arenas()  # as main.py does at start-up (arenas that earlier tests' threads created stay)
     report = await soak.soak(minutes=3.0, session_turns=3, barge_every=4, turn_timeout=120.0)

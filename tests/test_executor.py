@@ -6,11 +6,11 @@ import tracemalloc
 
 import pytest
 
-from engine.cache import OutputCache
-from engine.executor import Executor
-from engine.model_manager import ModelManager, ModelSpec
-from engine.node import Input, Node, Output
-from engine import types as T
+from engine.graph.cache import OutputCache
+from engine.graph.executor import Executor
+from engine.models.manager import ModelManager, ModelSpec
+from engine.graph.node import Input, Node, Output
+from engine.graph import types as T
 from tests import engine_nodes as N
 
 
@@ -166,7 +166,7 @@ async def test_slow_consumer_keeps_memory_bounded(reg):
             async for _ in chunks:
                 n += 1
                 await asyncio.sleep(0.0005)
-            from engine.node import NodeResult
+            from engine.graph.node import NodeResult
             return NodeResult((), {"n": [n]})
 
     reg.register(Big)

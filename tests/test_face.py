@@ -17,7 +17,7 @@ from PIL import Image  # noqa: E402
 
 from nodes.face import avatar as A  # noqa: E402
 from nodes.face.prepare import NoFaceError, PhotoError, load_photo, prepare_avatar, read_photo  # noqa: E402
-from nodes.media import Audio, AudioChunk, PhonemeTiming  # noqa: E402
+from nodes.io.media import Audio, AudioChunk, PhonemeTiming  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -256,7 +256,7 @@ def test_default_animator_is_real_time(face):
 
 
 async def test_face_animate_node_streams_frames_with_their_audio(face):
-    from engine.node import NodeInputError
+    from engine.graph.node import NodeInputError
     from nodes.face.nodes import AvatarPrepare, FaceAnimate
 
     sr = 24000
@@ -322,7 +322,7 @@ def test_registry_discovers_face_nodes_without_heavy_imports():
     import subprocess
     import sys
 
-    code = ("import sys; from engine.registry import NodeRegistry; r = NodeRegistry(); r.discover('nodes');"
+    code = ("import sys; from engine.graph.registry import NodeRegistry; r = NodeRegistry(); r.discover('nodes');"
             "print(all(n in r for n in ('AvatarPrepare', 'FaceAnimate', 'SadTalker')),"
             "'mediapipe' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,

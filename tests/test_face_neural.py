@@ -16,7 +16,6 @@ skdata = pytest.importorskip("skimage.data")
 from nodes.face.prepare import prepare_avatar  # noqa: E402
 from nodes.face.stream import FramePump  # noqa: E402
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
 
 
 @pytest.fixture(scope="module")
@@ -61,13 +60,19 @@ def test_wav2lip_architecture_matches_the_published_one():
     assert out.shape == (3, 3, 96, 96) and 0 <= float(out.min()) and float(out.max()) <= 1
 
 
-def test_wav2lip_checkpoint_round_trip_and_clear_mismatch(tmp_path: Path):
-    from nodes.face.wav2lip import CheckpointMismatch, build_model, find_checkpoint, load_model
+def test_wav2lip_checkpoint_round_trip_and_clear_mismatch(tmp_path: Path, monkeypatch):
+    from engine.files.folders import folders
+    from nodes.face.checkpoints import wav2lip_checkpoint
+    from nodes.face.wav2lip import CheckpointMismatch, build_model, load_model
 
+    monkeypatch.setattr(folders, "models_dir", tmp_path)
+    with pytest.raises(FileNotFoundError, match="never downloads"):
+        wav2lip_checkpoint()
     model = build_model()
-    path = tmp_path / "wav2lip_gan.pth"
+    path = tmp_path / "wav2lip" / "wav2lip-gan" / "wav2lip_gan.pth"
+    path.parent.mkdir(parents=True)
     _save_official_format(model, path)
-    assert find_checkpoint(tmp_path) == path
+    assert wav2lip_checkpoint() == path
     loaded = load_model(path)
     for k, v in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[k], v)
@@ -84,8 +89,6 @@ def test_wav2lip_checkpoint_round_trip_and_clear_mismatch(tmp_path: Path):
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointMismatch, match="not a readable PyTorch checkpoint"):
         load_model(junk)
-    with pytest.raises(FileNotFoundError, match="never downloads"):
-        find_checkpoint(tmp_path / "empty")
 
 
 def test_wav2lip_streams_frames_and_pastes_only_the_lower_face(face):
@@ -117,7 +120,7 @@ def test_wav2lip_streams_frames_and_pastes_only_the_lower_face(face):
 
 
 def test_wav2lip_registers_its_memory_with_the_model_manager(face, tmp_path: Path):
-    from engine.model_manager import ModelManager
+    from engine.models.manager import ModelManager
     from nodes.face.wav2lip import PARAMS, Wav2LipBackend, build_model
 
     path = tmp_path / "wav2lip.pth"
@@ -128,13 +131,15 @@ def test_wav2lip_registers_its_memory_with_the_model_manager(face, tmp_path: Pat
 
     backend = Wav2LipBackend.from_context(face, Ctx(), checkpoint=path, batch_size=2)
     (info,) = Ctx.models.loaded()
-    assert info.kind == "wav2lip" and info.size_bytes == PARAMS * 4 and info.id == "wav2lip:wav2lip.pth"
+    # the manager counts what the loaded model measurably holds (parameters and BatchNorm buffers)
+    held = sum(t.numel() * t.element_size() for t in backend.model.state_dict().values())
+    assert info.kind == "wav2lip" and info.size_bytes == held > PARAMS * 4 and info.id == "wav2lip:wav2lip.pth"
     assert backend.device == "cpu"
 
 
 async def test_face_animate_node_says_what_to_do_without_wav2lip_weights(face, tmp_path, monkeypatch):
-    from engine.folders import folders
-    from engine.node import NodeInputError
+    from engine.files.folders import folders
+    from engine.graph.node import NodeInputError
     from nodes.face.nodes import FaceAnimate
 
     monkeypatch.setattr(folders, "models_dir", tmp_path)
@@ -149,7 +154,7 @@ async def test_face_animate_node_says_what_to_do_without_wav2lip_weights(face, t
         def check_interrupted(self):
             pass
 
-    with pytest.raises(NodeInputError, match="wav2lip_gan.pth or wav2lip.pth"):
+    with pytest.raises(NodeInputError, match="wav2lip_gan.pth in .*wav2lip-gan/ or wav2lip.pth in .*wav2lip/wav2lip/"):
         await FaceAnimate("9").run(Ctx(), face, "wav2lip", idle_seconds=1.0)
     with pytest.raises(NodeInputError, match="SadTalker_V0.0.2_256.safetensors"):
         await FaceAnimate("9").run(Ctx(), face, "sadtalker", idle_seconds=1.0)
@@ -157,12 +162,13 @@ async def test_face_animate_node_says_what_to_do_without_wav2lip_weights(face, t
 
 @pytest.mark.weights
 def test_wav2lip_official_checkpoint_loads(face):
-    from nodes.face.wav2lip import find_checkpoint, load_model
+    from nodes.face.checkpoints import wav2lip_checkpoint
+    from nodes.face.wav2lip import load_model
 
     try:
-        path = find_checkpoint(MODELS / "wav2lip")
+        path = wav2lip_checkpoint()
     except FileNotFoundError:
-        pytest.skip("no official Wav2Lip checkpoint in models/wav2lip/")
+        pytest.skip("no official Wav2Lip checkpoint in models/wav2lip/wav2lip-gan/ or models/wav2lip/wav2lip/")
     model = load_model(path)
     with torch.inference_mode():
         assert model(torch.zeros(1, 1, 80, 16), torch.rand(1, 6, 96, 96)).shape == (1, 3, 96, 96)

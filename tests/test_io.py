@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.executor import Executor
-from nodes.io import LoadAudio, LoadImage, file_sha256
+from engine.graph.executor import Executor
+from nodes.io.files import file_sha256
+from nodes.io.nodes import LoadAudio, LoadImage
 from tests.test_render_helpers import registry_with, sandbox_folders, tone, write_wav, write_wav_extensible
 
 
@@ -23,8 +24,8 @@ def input_dir(monkeypatch, tmp_path):
 
 
 def load(reg, class_type, name, value):
-    from engine.node import Input, Node, NodeResult
-    from engine import types as T
+    from engine.graph.node import Input, Node, NodeResult
+    from engine.graph import types as T
 
     got = {}
 
@@ -55,8 +56,8 @@ def test_load_image_rgb_from_grayscale_and_alpha(input_dir) -> None:
 
 
 def test_load_image_missing_or_escaping_file_is_refused(input_dir) -> None:
-    from engine.node import NodeInputError
-    from engine.validation import PromptInvalid
+    from engine.graph.node import NodeInputError
+    from engine.graph.validation import PromptInvalid
 
     for bad in ("nope.png", "../secret.png"):
         with pytest.raises(PromptInvalid, match="image"):  # validation: not in the input folder's list
@@ -116,8 +117,8 @@ def test_ten_minute_wav_loads(input_dir) -> None:
 
 
 def test_text_node_feeds_text_sockets() -> None:
-    from engine import types as T
-    from nodes.io import PrimitiveStringMultiline
+    from engine.graph import types as T
+    from nodes.io.nodes import PrimitiveStringMultiline
 
     assert PrimitiveStringMultiline("1").run(None, "Hello.") == ("Hello.",)
     assert T.types_compatible(PrimitiveStringMultiline.OUTPUTS[0].type, T.TEXT)

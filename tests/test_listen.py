@@ -18,14 +18,14 @@ import numpy as np
 import pytest
 import soundfile
 
-from engine import types as T
-from engine.context import NodeContext
-from engine.executor import Executor
-from engine.folders import folders
-from engine.node import Input, Node, NodeResult
-from engine.registry import NodeRegistry
-from nodes.audio_io import float_to_pcm16, load_audio, write_wav
-from nodes.media import Audio
+from engine.graph import types as T
+from engine.graph.context import NodeContext
+from engine.graph.executor import Executor
+from engine.files.folders import folders
+from engine.graph.node import Input, Node, NodeResult
+from engine.graph.registry import NodeRegistry
+from nodes.common.audio import float_to_pcm16, load_audio, write_wav
+from nodes.io.media import Audio
 
 EN_1 = "Hello, how are you doing today?"
 EN_2 = "I would like to order a pizza with mushrooms."
@@ -142,7 +142,7 @@ def test_converter_on_random_small_whisper(tmp_path):
     import whisper
     from whisper.model import ModelDimensions
 
-    from nodes.asr.convert_ct2 import CT2FormatError, convert
+    from nodes.listen.convert_ct2 import CT2FormatError, convert
 
     dims = ModelDimensions(n_mels=80, n_audio_ctx=24, n_audio_state=128, n_audio_head=2, n_audio_layer=2,
                            n_vocab=51865, n_text_ctx=16, n_text_state=128, n_text_head=2, n_text_layer=2)
@@ -177,13 +177,13 @@ def test_converter_on_random_small_whisper(tmp_path):
 # ------------------------------------------------------------------------------------------------ VAD
 @pytest.fixture(scope="module")
 def silero():
-    from nodes.asr.vad import SileroVAD
+    from nodes.listen.vad import SileroVAD
 
     return SileroVAD()
 
 
 def test_vad_cuts_two_utterances_into_two_turns(speech, silero):
-    from nodes.asr.vad import SpeechAudio, SpeechStarted, TurnEnded, VoiceActivityDetector
+    from nodes.listen.vad import SpeechAudio, SpeechStarted, TurnEnded, VoiceActivityDetector
 
     audio = load_audio(speech["two"])
     vad = VoiceActivityDetector(model=silero)
@@ -204,7 +204,7 @@ def test_vad_cuts_two_utterances_into_two_turns(speech, silero):
 
 
 def test_vad_ignores_silence_noise_and_short_clicks(silero):
-    from nodes.asr.vad import VADConfig, VoiceActivityDetector
+    from nodes.listen.vad import VADConfig, VoiceActivityDetector
 
     rng = np.random.default_rng(1)
     vad = VoiceActivityDetector(VADConfig(min_speech_ms=250), model=silero)
@@ -220,22 +220,22 @@ def test_vad_ignores_silence_noise_and_short_clicks(silero):
 # ------------------------------------------------------------------------------------------------ backends
 @pytest.fixture(scope="module")
 def whisper_base():
-    from nodes.asr import weights
+    from nodes.listen import weights
 
     return weights.locate("whisper-base")
 
 
 @pytest.fixture(scope="module")
 def faster(whisper_base):
-    from nodes.asr.backends import FasterWhisperBackend
+    from nodes.listen.backends import FasterWhisperBackend
 
     return FasterWhisperBackend(whisper_base.path, cpu_threads=2)
 
 
 @pytest.fixture(scope="module")
 def openai_backend(whisper_base):
-    from nodes.asr.backends import OpenAIWhisperBackend
-    from nodes.asr.convert_ct2 import ensure_openai_checkpoint
+    from nodes.listen.backends import OpenAIWhisperBackend
+    from nodes.listen.convert_ct2 import ensure_openai_checkpoint
 
     return OpenAIWhisperBackend(ensure_openai_checkpoint(whisper_base.path))
 
@@ -282,6 +282,7 @@ class FakeSession:
 
     def __init__(self, pcm: bytes = b"", frame_bytes: int = 641):
         self.events: list[tuple[str, dict]] = []
+        self.state: dict = {}
         self._pcm, self._frame = pcm, frame_bytes
 
     def emit_event(self, type_: str, data: dict | None = None) -> None:
@@ -360,7 +361,7 @@ def _ctx(session=None) -> NodeContext:
 
 
 async def test_mic_input_session_source_reassembles_pcm_frames():
-    from nodes.listen import MicInput
+    from nodes.listen.nodes import MicInput
 
     samples = (0.3 * np.sin(np.arange(16000) / 7.0)).astype(np.float32)
     session = FakeSession(float_to_pcm16(samples), frame_bytes=641)  # odd frame sizes split samples
@@ -373,7 +374,7 @@ async def test_mic_input_session_source_reassembles_pcm_frames():
 
 
 async def test_mic_input_hour_long_file_only_streams(tmp_path, monkeypatch):
-    from nodes.listen import MicInput
+    from nodes.listen.nodes import MicInput
     from tests.test_audio_io import sparse_wav
 
     monkeypatch.setattr(folders, "data_dir", tmp_path)
@@ -390,7 +391,7 @@ async def test_mic_input_hour_long_file_only_streams(tmp_path, monkeypatch):
 
 
 def test_whisper_language_settings_are_checked():
-    from nodes.listen import Whisper
+    from nodes.listen.nodes import Whisper
 
     assert Whisper.check_inputs({"language": "auto", "detect_among": "ru, en"}) == []
     assert Whisper.check_inputs({"language": "en", "detect_among": ""}) == []
@@ -399,8 +400,8 @@ def test_whisper_language_settings_are_checked():
 
 
 async def test_incremental_turn_reuses_the_pass_that_covered_everything():
-    from nodes.asr.backends import Transcript
-    from nodes.asr.incremental import IncrementalTurn
+    from nodes.listen.backends import Transcript
+    from nodes.listen.incremental import IncrementalTurn
 
     calls: list[int] = []
 
@@ -428,7 +429,7 @@ async def test_incremental_turn_reuses_the_pass_that_covered_everything():
 
 
 async def test_mic_input_file_realtime_pacing(tmp_path, monkeypatch):
-    from nodes.listen import MicInput
+    from nodes.listen.nodes import MicInput
 
     monkeypatch.setattr(folders, "data_dir", tmp_path)
     write_wav(folders.get("input") / "one.wav", Audio(np.zeros(16000, np.float32), 16000))
@@ -443,7 +444,7 @@ async def test_mic_input_file_realtime_pacing(tmp_path, monkeypatch):
 
 
 def test_short_window_loop_guard():
-    from nodes.asr.backends import check_fitted, cut_trailing_loop
+    from nodes.listen.backends import check_fitted, cut_trailing_loop
 
     loop = "Open the window, it is too hot in here. Open the window, it is too hot in here. Open the window, it is"
     assert cut_trailing_loop(loop) == "Open the window, it is too hot in here."

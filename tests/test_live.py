@@ -1,4 +1,4 @@
-"""nodes/live.py: turn numbering and merging of typed text, latency marks, chunk splitting (no models)."""
+"""nodes/live/nodes.py: turn numbering and merging of typed text, latency marks, chunk splitting (no models)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import asyncio
 
 import numpy as np
 
-from engine.executor import Executor
-from engine.registry import NodeRegistry
-from engine.session import Session
-from nodes.live import ReplyMarks, SpeechMarks, UserTurns, split_chunk
-from nodes.media import AudioChunk, PhonemeTiming, TextChunk
+from engine.graph.executor import Executor
+from engine.graph.registry import NodeRegistry
+from engine.live.session import Session
+from nodes.live.nodes import ReplyMarks, SpeechMarks, UserTurns, split_chunk
+from nodes.io.media import AudioChunk, PhonemeTiming, TextChunk
 
 
 def test_split_chunk_keeps_timeline_timings_and_final():

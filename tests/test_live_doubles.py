@@ -1,5 +1,5 @@
 """TEST DOUBLES ONLY: small stand-ins for the listen / think / speak / face nodes, so the live-session
-orchestration (server/talk.py, nodes/live.py) can be tested fast and deterministically without models.
+orchestration (server/talk/, nodes/live/) can be tested fast and deterministically without models.
 
 They do simple real work on their inputs (nothing is canned): the VAD double cuts turns by energy, the ASR
 double "recognises" the pitch of a tone (440 Hz -> "hello", 660 Hz -> "goodbye", 880 Hz -> "weather"), the LLM
@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from engine import types as T
-from engine.node import Input, Node, Output
-from engine.registry import NodeRegistry
-from nodes.media import AudioChunk, Frame, TextChunk
+from engine.graph import types as T
+from engine.graph.node import Input, Node, Output
+from engine.graph.registry import NodeRegistry
+from nodes.io.media import AudioChunk, Frame, TextChunk
 
 RATE = 16000
 WORDS = {440: "hello", 660: "goodbye", 880: "weather"}
@@ -68,18 +68,19 @@ class DoubleVAD(Node):
             turn: list[np.ndarray] = []
             voiced = silent = 0
             started = False
-            async for chunk in audio_stream:
+            async for chunk in audio_stream:  # durations, not chunk counts: the server may coalesce mic frames
                 loud = float(np.sqrt(np.mean(chunk.samples ** 2))) > 0.05 if len(chunk.samples) else False
+                seconds = len(chunk.samples) / RATE
                 if loud:
-                    voiced += 1
+                    voiced += seconds
                     silent = 0
                     turn.append(chunk.samples)
-                    if voiced >= 3 and not started:
+                    if voiced >= 0.06 - 1e-9 and not started:
                         started = True
                         ctx.session.emit_event("speech_start", {"node": ctx.node_id})
                 elif turn:
-                    silent += 1
-                    if silent >= 10:
+                    silent += seconds
+                    if silent >= 0.2 - 1e-9:
                         if started:
                             ctx.session.emit_event("speech_end", {"node": ctx.node_id,
                                                                   "speech_end_t": time.time() - 0.2})
@@ -184,8 +185,8 @@ class DoubleFace(Node):
 
 
 def double_registry() -> NodeRegistry:
-    from nodes.live import ReplyMarks, SpeechMarks, UserTurns
-    from nodes.render.video_out import VideoOutLive
+    from nodes.live.nodes import ReplyMarks, SpeechMarks, UserTurns
+    from nodes.render.nodes import VideoOutLive
 
     registry = NodeRegistry()
     for cls in (DoubleMic, DoubleVAD, DoubleASR, DoubleLLM, DoubleTTS, DoubleFace, UserTurns, ReplyMarks,

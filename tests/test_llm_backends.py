@@ -15,10 +15,10 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from nodes.llm.backends.base import BackendUnavailable, LLMError, ModelMissing
-from nodes.llm.backends.ollama import OllamaBackend
-from nodes.llm.backends.openai import OpenAIBackend
-from nodes.llm.backends.select import BackendConfig, find_gguf, open_backend
+from nodes.think.backends.base import BackendUnavailable, LLMError, ModelMissing
+from nodes.think.backends.ollama import OllamaBackend
+from nodes.think.backends.openai import OpenAIBackend
+from nodes.think.backends.select import BackendConfig, find_gguf, open_backend
 
 MESSAGES = [{"role": "user", "content": "Hi"}]
 
@@ -38,6 +38,9 @@ async def drain(backend) -> str:
     lambda port: OpenAIBackend("any", f"http://127.0.0.1:{port}/v1"),
 ])
 async def test_absent_server_gives_a_clear_error_quickly(make) -> None:
+    import httpx  # noqa: F401  (imported before the clock starts: on a loaded CPU the imports alone take seconds)
+    import ollama  # noqa: F401
+
     backend = make(closed_port())
     began = time.perf_counter()
     with pytest.raises(BackendUnavailable) as info:
@@ -224,3 +227,49 @@ async def test_closing_the_stream_stops_the_server_reply(protocol_server) -> Non
 
 def test_llm_errors_are_runtime_errors() -> None:
     assert issubclass(BackendUnavailable, LLMError) and issubclass(ModelMissing, LLMError)
+
+
+async def test_sessions_sharing_one_llama_never_use_it_at_once(tmp_path) -> None:
+    """Every live session has its own backend but the model manager hands them the same Llama: generation and
+    prompt evaluation from several sessions must take turns (llama.cpp's context is not thread-safe)."""
+    import asyncio
+    import threading
+    import time
+
+    from nodes.think.backends.llamacpp import LlamaCppBackend
+
+    class SharedLlama:
+        def __init__(self) -> None:
+            self.active = 0
+            self.most = 0
+            self.guard = threading.Lock()
+            self.n_tokens = 0
+
+        def create_chat_completion(self, messages, stream=False, **kwargs):
+            def parts():
+                with self.guard:
+                    self.active += 1
+                    self.most = max(self.most, self.active)
+                try:
+                    for word in ("Hi", " there"):
+                        time.sleep(0.02)
+                        yield {"choices": [{"delta": {"content": word}}]}
+                finally:
+                    with self.guard:
+                        self.active -= 1
+            if stream:
+                return parts()
+            for _ in parts():
+                pass
+            return {}
+
+    shared = SharedLlama()
+    backends = [LlamaCppBackend(tmp_path / "m.gguf", loader=lambda: shared, break_bias=0, copy_block=False)
+                for _ in range(4)]
+
+    async def reply(backend: LlamaCppBackend) -> str:
+        return "".join([piece async for piece in backend.stream_chat([{"role": "user", "content": "hi"}])])
+
+    results = await asyncio.gather(*(reply(b) for b in backends), backends[0].prefill([{"role": "user", "content": "x"}]))
+    assert results[:4] == ["Hi there"] * 4
+    assert shared.most == 1

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from engine.store import Store
-from nodes.llm.backends.base import ModelMissing
-from nodes.llm.backends.select import find_gguf
-from nodes.llm.conversation import Conversation
-from nodes.llm.memory import DialogMemory, DialogTurn
-from nodes.llm.persona import load_persona
-from nodes.llm.reply import ReplyInterrupted, ReplyTiming, stream_reply
-from nodes.llm.tokens import MESSAGE_OVERHEAD
-from nodes.media import EMOTIONS, TextChunk
+from engine.queue.sqlite_store import Store
+from nodes.think.backends.base import ModelMissing
+from nodes.think.backends.select import find_gguf
+from nodes.think.conversation import Conversation
+from nodes.think.memory import DialogMemory, DialogTurn
+from nodes.think.persona import load_persona
+from nodes.think.reply import ReplyInterrupted, ReplyTiming, stream_reply
+from nodes.think.tokens import MESSAGE_OVERHEAD
+from nodes.io.media import EMOTIONS, TextChunk
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install -r requirements/llm.txt)")
 
@@ -32,7 +32,7 @@ SCRIPT = [
 
 @pytest.fixture(scope="module")
 def backend():
-    from nodes.llm.backends.llamacpp import LlamaCppBackend
+    from nodes.think.backends.llamacpp import LlamaCppBackend
 
     try:
         path = find_gguf(SMALL_MODEL)
@@ -49,7 +49,7 @@ def test_scripted_dialog_runs_through_the_real_model_with_memory(backend, tmp_pa
         with Store(tmp_path / "memory.sqlite") as store:
             memory = DialogMemory(store, "dialog", count=backend.count_tokens)
             persona = load_persona("alisa")
-            from nodes.llm.prompt import build_prompt
+            from nodes.think.prompt import build_prompt
             alone = build_prompt(persona, SCRIPT[2], None, 8192, backend.count_tokens).tokens
             budget = alone + 130  # tight: room for about one exchange, so old turns must be folded
             talk = Conversation(persona, backend, memory, context_tokens=budget, temperature=0.0,
@@ -64,8 +64,8 @@ def test_scripted_dialog_runs_through_the_real_model_with_memory(backend, tmp_pa
                 # the exact count of what the model reads: the rendered chat template, tokenised
                 assert talk.last_timing is not None and talk.last_timing.first_token is not None
             assert prompt.folded > 0 or len(store.turns("dialog")) < 2 * len(SCRIPT)
-            about = next(m["content"] for m in prompt.messages if "What you know about this person" in m["content"])
-            assert "The person's name is Tom." in about  # turn one's name reaches turn four's prompt
+            about = next(m["content"] for m in prompt.messages if "What you know about the person" in m["content"])
+            assert "is called Tom." in about  # turn one's name reaches turn four's prompt
             assert prompt.messages[-2]["content"] == SCRIPT[-1]
             stored = store.turns("dialog")
             assert stored[0].role == "system" and stored[0].meta.get("summary")  # folded into a summary
@@ -119,7 +119,7 @@ def test_prewarm_evaluates_the_prompt_head_so_the_first_reply_reuses_it(backend,
             llama.reset()
             talk = Conversation(load_persona("alisa"), backend, DialogMemory(store, "warm", count=backend.count_tokens),
                                 context_tokens=1536, temperature=0.0, max_tokens=8, seed=1)
-            assert await talk.prewarm() > 1
+            assert await talk.prewarm(("en",)) > 1  # the English head (Alisa's own default is Russian)
             assert llama.n_tokens > 300  # the system prompt and the example dialog are in the KV cache
             evaluated: list[int] = []
             real_eval = llama.eval

@@ -6,16 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from engine.store import Store
-from nodes.llm.memory import DialogMemory
-from nodes.llm.persona import Persona, PersonaError, load_persona, persona_ids
-from nodes.llm.prompt import Prompt, PromptTooLong, about_person, build_prompt, closing_instruction, system_prompt
-from nodes.llm.tokens import estimate_tokens, messages_tokens
+from engine.queue.sqlite_store import Store
+from nodes.think.memory import DialogMemory
+from nodes.think.persona import Persona, PersonaError, load_persona, persona_ids
+from nodes.think.prompt import (Prompt, PromptTooLong, about_person, asked_about, build_prompt, closing_instruction,
+                                system_prompt)
+from nodes.think.tokens import estimate_tokens, messages_tokens
 
 def about_block(prompt: Prompt) -> tuple[int, str]:
     """Where the "about the person" block is in the prompt, and its text."""
     for index, message in enumerate(prompt.messages):
-        if message["role"] == "system" and "What you know about this person" in message["content"]:
+        if message["role"] == "system" and ("What you know about the person" in message["content"]
+                                            or "Что ты знаешь о своём собеседнике" in message["content"]):
             return index, message["content"]
     raise AssertionError("no 'about the person' block in the prompt")
 
@@ -57,21 +59,53 @@ def test_bad_persona_files_are_refused_with_the_reason(tmp_path: Path) -> None:
 
 
 def test_system_prompt_holds_identity_language_policy_and_user_facts_apart() -> None:
-    from nodes.llm.facts import Fact
+    from nodes.think.facts import Fact
     alisa = load_persona("alisa")
     text = system_prompt(alisa)
     assert text.startswith("You are Alisa")
     assert "Reply in the language of the person's last message" in text
     assert "Russian or English" not in text  # the phrasing that made the small model answer English in Russian
     about = about_person(alisa, [Fact("name", "Tom"), Fact("said", "I am a pilot.")])
-    assert "The person's name is Tom." in about
+    assert "The person you talk to (not you) is called Tom. You are Alisa, never Tom." in about
     assert "The person said about themselves: they are a pilot." in about  # third person: not her own words
-    assert "Your own name is Alisa, never Tom" in about
     assert "Tom" not in text
 
 
+def test_a_russian_conversation_gets_the_russian_persona_text_for_the_whole_dialog(store: Store) -> None:
+    from nodes.think.facts import Fact
+    alisa = load_persona("alisa")
+    text = system_prompt(alisa, "ru")
+    assert text.startswith("Ты — Алиса") and "в женском роде" in text and "Alisa" in text
+    assert "Твоего собеседника (не тебя) зовут Оля" in about_person(alisa, [Fact("name", "Оля")], "ru")
+    memory = DialogMemory(store, "ru")
+    first = build_prompt(alisa, "Привет! Как дела?", memory, budget=4096)
+    assert first.language == "ru" and first.messages[0]["content"] == text
+    assert first.messages[1]["content"].startswith("Привет! Меня зовут Вера")  # Russian example exchanges
+    memory.add("user", "Привет! Как дела?", {"about": first.about, "about_told": [], "prompt_lang": "ru"},
+               note=first.note)
+    memory.add("assistant", "Привет! Всё отлично.")
+    switched = build_prompt(alisa, "Do you speak English?", memory, budget=4096)
+    assert switched.language == "ru" and switched.messages[:len(first.messages) - 2] == first.messages[:-2]
+    assert switched.note.startswith("Reply as Alisa, in English")  # the note follows the message's language
+
+
+@pytest.mark.parametrize("text, about", [
+    ("What is my name?", "self"), ("Do you remember what I do for a living?", "self"), ("Как меня зовут?", "self"),
+    ("Ты помнишь, кем я работаю?", "self"), ("Where do I live, do you remember?", "self"),
+    ("What's your name?", "her"), ("Ты любишь путешествовать?", "her"), ("Do you like music?", "her"),
+    ("I repair bicycles.", None), ("What should I cook for dinner tonight?", None),
+])
+def test_who_a_question_is_about(text: str, about: str | None) -> None:
+    assert asked_about(text) == about
+    note = closing_instruction(load_persona("alisa"), text)
+    if about == "self":
+        assert "about THEMSELVES" in note or "о СЕБЕ" in note
+    elif about == "her":
+        assert "about YOU" in note or "о ТЕБЕ" in note
+
+
 @pytest.mark.parametrize("text, expected", [
-    ("How are you?", "in English"), ("Как дела?", "in Russian"), ("42", "in the language of the person's last"),
+    ("How are you?", "in English"), ("Как дела?", "по-русски"), ("42", "in the language of the person's last"),
 ])
 def test_closing_instruction_names_the_language_of_the_last_message(text: str, expected: str) -> None:
     assert expected in closing_instruction(load_persona("alisa"), text)
@@ -115,7 +149,7 @@ def test_turn_four_prompt_carries_the_name_from_turn_one_within_the_budget(store
     index, about = about_block(prompt)
     dialog = [m["content"] for m in prompt.messages[index + 1:-2]]
     assert dialog and SCRIPT_EN[0][1] not in dialog  # turn one itself is gone from the dialog ...
-    assert "The person's name is Tom." in about  # ... but the name and job it gave are still known
+    assert "is called Tom." in about  # ... but the name and job it gave are still known
     assert "they are a pilot" in about
     assert prompt.messages[-2] == {"role": "user", "content": "Do you remember what I do for a living?"}
     # the store now holds one summary turn in place of the folded ones
@@ -143,13 +177,13 @@ def test_each_prompt_extends_the_previous_one_so_the_kv_cache_is_reused(store: S
 def test_memory_folds_repeatedly_and_keeps_the_budget(store: Store) -> None:
     alisa = load_persona("alisa")
     memory = DialogMemory(store, "long")
-    budget = 900
+    budget = 1300
     memory.add("user", "Привет, меня зовут Оля, я учительница.")
     memory.add("assistant", "Привет, Оля! Очень приятно.")
     for i in range(30):
         prompt = build_prompt(alisa, f"Расскажи что-нибудь интересное номер {i}.", memory, budget=budget)
         assert prompt.tokens <= budget
-        assert "The person's name is Оля." in about_block(prompt)[1]
+        assert "зовут Оля." in about_block(prompt)[1]
         memory.add("user", f"Расскажи что-нибудь интересное номер {i}.")
         memory.add("assistant", "Знаешь, осьминоги имеют три сердца и голубую кровь. Здорово, правда? " * 2)
     assert len([t for t in store.turns("long") if t.role == "system"]) == 1
@@ -191,7 +225,7 @@ def test_a_fact_stated_later_goes_into_that_turns_note_and_the_prompt_head_stays
         previous = prompt
         previous.messages.append({"role": "assistant", "content": reply})
         if user.startswith("My name"):
-            assert "The person's name is Tom." in prompt.note and "never Tom" in prompt.note
+            assert "is called Tom" in prompt.note and "never Tom" in prompt.note
             assert "Oslo" in prompt.note and prompt.note.startswith("Reply as Alisa, in English")
         else:
             assert "Tom" not in prompt.note  # told once, on the turn it was said
@@ -199,5 +233,5 @@ def test_a_fact_stated_later_goes_into_that_turns_note_and_the_prompt_head_stays
     # a tight budget folds the old turns away: the block is rebuilt and now holds the name
     base = build_prompt(alisa, "Do you remember me?", None, budget=4096).tokens
     folded = build_prompt(alisa, "Do you remember me?", memory, budget=base + 60)
-    assert folded.folded > 0 and "The person's name is Tom." in about_block(folded)[1]
+    assert folded.folded > 0 and "is called Tom." in about_block(folded)[1]
     assert "Tom" not in folded.note

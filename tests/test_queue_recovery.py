@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from engine.store import Store
+from engine.queue.sqlite_store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 

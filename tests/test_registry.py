@@ -2,10 +2,10 @@
 
 import pytest
 
-from engine.node import Node
-from engine.prompt import Prompt
-from engine.registry import NodeRegistry
-from engine.validation import validate
+from engine.graph.node import Node
+from engine.graph.prompt import Prompt
+from engine.graph.registry import NodeRegistry
+from engine.graph.validation import validate
 
 PRODUCT_NODES = ("MicInput", "Whisper", "LLMPersona", "XTTS", "SadTalker", "ESRGAN", "VideoOut",
                  "LoadImage", "LoadAudio")

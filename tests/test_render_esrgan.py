@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.executor import Executor
+from engine.graph.executor import Executor
 from nodes.face.avatar import FaceAvatar
 from nodes.render import esrgan as E
 from nodes.render import esrgan_convert as C
@@ -180,8 +180,8 @@ def test_esrgan_image_node_and_a_missing_model(monkeypatch, tmp_path) -> None:
           "2": {"class_type": "ESRGANImage", "inputs": {"image": ["1", 0], "model": "tiny", "mode": "face",
                                                          "scale": 2, "width": 0, "height": 0, "tile": 0}},
           "3": {"class_type": "CollectImage", "inputs": {"image": ["2", 0]}}}
-    from engine.node import Input, Node, NodeResult
-    from engine import types as T
+    from engine.graph.node import Input, Node, NodeResult
+    from engine.graph import types as T
 
     class CollectImage(Node):
         OUTPUT_NODE = True

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import types as T
-from engine.folders import folders
-from engine.node import Input, Node, NodeResult, Output
-from engine.registry import NodeRegistry
-from nodes.media import Audio, Frame
+from engine.graph import types as T
+from engine.files.folders import folders
+from engine.graph.node import Input, Node, NodeResult, Output
+from engine.graph.registry import NodeRegistry
+from nodes.io.media import Audio, Frame
 
 
 def sandbox_folders(monkeypatch, tmp_path: Path) -> tuple[Path, Path]:
@@ -82,9 +82,9 @@ class CollectFrames(Node):
 
 
 def registry_with(*extra: type[Node]) -> NodeRegistry:
-    from nodes.io import LoadAudio, LoadImage
-    from nodes.render.esrgan import ESRGAN, ESRGANImage
-    from nodes.render.video_out import VideoOut, VideoOutLive
+    from nodes.io.nodes import LoadAudio, LoadImage
+    from nodes.render.nodes import ESRGAN, ESRGANImage
+    from nodes.render.nodes import VideoOut, VideoOutLive
 
     reg = NodeRegistry()
     for cls in (LoadAudio, LoadImage, ESRGAN, ESRGANImage, VideoOut, VideoOutLive, SourceFrames, SourceImage,

@@ -11,8 +11,8 @@ import av
 import numpy as np
 import pytest
 
-from engine.executor import Executor
-from nodes.render.video_out import next_output_path
+from engine.graph.executor import Executor
+from nodes.render.output_path import next_output_path
 from tests.test_render_helpers import registry_with, sandbox_folders
 
 

@@ -10,8 +10,8 @@ import av
 import numpy as np
 import pytest
 
-from engine.executor import Executor
-from engine.registry import NodeRegistry
+from engine.graph.executor import Executor
+from engine.graph.registry import NodeRegistry
 from tests.test_render_helpers import sandbox_folders, tone, write_tiny_esrgan, write_wav
 
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
@@ -74,7 +74,7 @@ def test_say_text_end_to_end(monkeypatch, tmp_path, registry) -> None:
     from PIL import Image
 
     data_dir, _ = sandbox_folders(monkeypatch, tmp_path)
-    monkeypatch.setattr("engine.folders.folders.models_dir", WORKFLOWS.parent / "models")  # TTS voices
+    monkeypatch.setattr("engine.files.folders.folders.models_dir", WORKFLOWS.parent / "models")  # TTS voices
     (data_dir / "input").mkdir(parents=True)
     Image.fromarray(_portrait()).save(data_dir / "input" / "portrait.png")
     api = _api("say_text")

@@ -3,12 +3,12 @@
 import json
 from pathlib import Path
 
-from engine.folders import folders
-from engine.prompt import Prompt
-from engine.registry import NodeRegistry
-from engine.validation import validate
-from nodes.audio_io import load_audio
-from nodes.samples import ensure_sample_inputs
+from engine.files.folders import folders
+from engine.graph.prompt import Prompt
+from engine.graph.registry import NodeRegistry
+from engine.graph.validation import validate
+from nodes.common.audio import load_audio
+from nodes.io.samples import ensure_sample_inputs
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,9 +13,9 @@ import uuid
 
 import numpy as np
 
-from engine import types as T
-from engine.folders import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, folders
-from engine.node import Input, Node, NodeInputError, NodeResult, Output
+from engine.graph import types as T
+from engine.files.folders import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, folders
+from engine.graph.node import Input, Node, NodeInputError, NodeResult, Output
 
 CATEGORY = "avatar/test"
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.redis_local import free_port
+from engine.queue.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable

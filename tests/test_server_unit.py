@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import io
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from engine import types as T
-from engine.node import Input, Node, Output
-from engine.registry import NodeRegistry
-from engine.runtime import Runtime, RuntimeConfig
+from engine.graph import types as T
+from engine.graph.node import Input, Node, Output
+from engine.graph.registry import NodeRegistry
+from engine.app.runtime import Runtime, RuntimeConfig
+from server.api_system import redacted_argv
 from server.node_info import node_info, object_info
 from server.security import SecurityPolicy, is_loopback
 from server.uploads import UploadRejected, clean_stem, detect
@@ -154,7 +156,11 @@ def test_routes_are_served_with_and_without_api_prefix(client) -> None:
     assert client.get("/extensions/avatargraph/avatargraph.js").status_code == 200
     stats = client.get("/api/system_stats").json()
     assert stats["system"]["ram_total"] > 0 and stats["devices"][0]["vram_total"] > 0
-    assert stats["system"]["argv"] == ["main.py", "--disable-api-nodes"]
+    assert stats["system"]["argv"] == redacted_argv(sys.argv)  # the real command line, token hidden
+    assert stats["system"]["comfyui_version"].endswith("-emulated") and stats["system"]["app"] == "AvatarGraph"
+    settings = client.get("/api/settings").json()  # nothing leaves the machine unless the user turns it on
+    assert settings["Comfy.Notification.ShowVersionUpdates"] is False
+    assert settings["Comfy.Manager.ShowMissingPacks"] is False
     info = client.get("/api/avatargraph/info").json()
     assert info["socket_colours"] == T.TYPE_COLOURS and info["talk_url"] == "/talk"
     assert client.get("/talk", follow_redirects=False).status_code in (200, 307)  # the Talk button's target
@@ -231,3 +237,78 @@ def test_chunked_upload_is_limited_without_a_content_length(tmp_path: Path) -> N
         r = c.post("/upload/image", content=iter([good]), headers={"Content-Type": ctype})
         assert r.status_code == 200 and r.json()["subfolder"] == "faces"
         assert (tmp_path / "data" / "input" / "faces" / r.json()["name"]).is_file()
+
+
+def test_argv_is_redacted() -> None:
+    argv = ["main.py", "--token", "s3cret", "--token=abc", "--queue", "redis://:pw@host:6379/0", "x?token=q&a=1"]
+    shown = redacted_argv(argv)
+    assert shown == ["main.py", "--token", "***", "--token=***", "--queue", "redis://:***@host:6379/0",
+                     "x?token=***&a=1"]
+    assert not any(secret in " ".join(shown) for secret in ("s3cret", "abc", "pw@", "=q"))
+
+
+def test_pages_get_a_policy_that_allows_this_server_only(client) -> None:
+    page = client.get("/talk/")
+    if page.status_code == 200:
+        policy = page.headers["content-security-policy"]
+        assert "default-src 'self'" in policy and "connect-src 'self' ws://127.0.0.1:8188" in policy
+    assert "content-security-policy" not in client.get("/api/system_stats").headers  # pages only
+
+
+def test_traceback_frames_are_listed_once() -> None:
+    import traceback
+
+    from server.comfy_errors import clean_traceback
+
+    def inner() -> None:
+        raise ValueError("needs a live session")
+
+    def outer() -> None:
+        try:
+            inner()
+        except ValueError as exc:
+            raise RuntimeError("node 3 failed") from exc
+    try:
+        outer()
+    except RuntimeError as exc:
+        lines = traceback.format_exception(exc)
+    cleaned = clean_traceback(lines)
+    frames = [line for line in cleaned if line.lstrip().startswith("File ")]
+    assert len(frames) == len(set(frames)) and frames, cleaned
+    assert cleaned[0].startswith("Traceback") and not any("direct cause" in line for line in cleaned)
+    assert "RuntimeError: node 3 failed" in "".join(cleaned) and "ValueError" in "".join(cleaned)
+
+
+def test_validation_errors_use_comfyui_types() -> None:
+    from engine.graph.prompt import Prompt
+    from engine.graph.validation import validate
+    from server.comfy_errors import prompt_error_body
+
+    registry = NodeRegistry()
+    for cls in NODES:
+        registry.register(cls)
+    prompt = {"1": {"class_type": "AGTestSolidImage", "inputs": {"width": 99999, "height": 48, "colour": "pink"}},
+              "2": {"class_type": "AGTestInvert", "inputs": {"image": ["1", 0]}},
+              "3": {"class_type": "AGTestCompose", "inputs": {"image": ["2", 0]}}}
+    body = prompt_error_body(validate(Prompt.from_api(prompt), registry), prompt, registry)
+    found = {(node, e["type"], e["extra_info"].get("input_name")) for node, n in body["node_errors"].items()
+             for e in n["errors"]}
+    assert ("1", "value_not_in_list", "colour") in found and ("1", "value_bigger_than_max", "width") in found
+    assert ("3", "required_input_missing", "audio") in found
+    colour = next(e for e in body["node_errors"]["1"]["errors"] if e["type"] == "value_not_in_list")
+    assert colour["extra_info"]["received_value"] == "pink" and "teal" in colour["extra_info"]["input_config"][0]
+
+
+def test_partially_valid_prompt_runs_its_valid_outputs_and_reports_the_others(client) -> None:
+    """As ComfyUI: a 200 for the outputs that can run, with the node_errors of the ones left out."""
+    good = {"1": {"class_type": "AGTestSolidImage", "inputs": {"width": 16, "height": 16, "colour": "teal"}},
+            "2": {"class_type": "AGTestTone", "inputs": {"seconds": 0.1, "frequency": 440}},
+            "3": {"class_type": "AGTestCompose", "inputs": {"image": ["1", 0], "audio": ["2", 0]}}}
+    broken = {"4": {"class_type": "AGTestSolidImage", "inputs": {"width": 16, "height": 16, "colour": "pink"}},
+              "5": {"class_type": "AGTestCompose", "inputs": {"image": ["4", 0], "audio": ["2", 0]}}}
+    answer = client.post("/prompt", json={"prompt": {**good, **broken}})
+    assert answer.status_code == 200, answer.text
+    errors = answer.json()["node_errors"]
+    assert "4" in errors and errors["4"]["errors"][0]["type"] == "value_not_in_list"
+    assert "1" not in errors and "3" not in errors
+    assert client.post("/prompt", json={"prompt": good}).json()["node_errors"] == {}

@@ -4,8 +4,8 @@ import asyncio
 import statistics
 import time
 
-from engine.executor import Executor
-from engine.session import Session
+from engine.graph.executor import Executor
+from engine.live.session import Session
 from tests import engine_nodes as N
 
 LIVE = {"mic": {"class_type": "Endless", "inputs": {}},

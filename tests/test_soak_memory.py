@@ -1,4 +1,4 @@
-"""engine/memory.py: the glibc allocator controls and statistics the soak (benchmarks/soak.py) and the server use."""
+"""engine/app/malloc.py: the glibc allocator controls and statistics the soak (benchmarks/soak.py) and the server use."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import memory
+from engine.app import malloc as memory
 
 ROOT = Path(__file__).resolve().parent.parent
 glibc = pytest.mark.skipif(not sys.platform.startswith("linux") or memory._libc() is None, reason="needs glibc")
@@ -33,7 +33,7 @@ def test_heap_stats_see_allocations_and_trim_returns_free_pages():
 
 _ARENA_PROBE = """
 import sys, threading
-from engine import memory
+from engine.app import malloc as memory
 if sys.argv[1] != "default":
     assert memory.limit_malloc_arenas(int(sys.argv[1]))
 start = threading.Barrier(8)

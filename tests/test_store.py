@@ -1,4 +1,4 @@
-"""engine/store.py: the SQLite queue, history, settings, sessions, dialog memory and traces survive restarts."""
+"""engine/queue/sqlite_store.py: the SQLite queue, history, settings, sessions, dialog memory and traces survive restarts."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.store import SCHEMA_VERSION, QueueItem, Store, StoreError, Turn
+from engine.queue.sqlite_sessions import Turn
+from engine.queue.sqlite_store import SCHEMA_VERSION, QueueItem, Store, StoreError
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPT = {"1": {"class_type": "TextInput", "inputs": {"text": "hello"}},
@@ -118,7 +119,7 @@ def test_recover_after_close_without_completing(db: Path) -> None:
 
 CRASH_SCRIPT = textwrap.dedent("""
     import os, sys
-    from engine.store import Store
+    from engine.queue.sqlite_store import Store
     s = Store(sys.argv[1])
     for i in range(5):
         s.enqueue({"1": {"class_type": "T", "inputs": {"i": i}}}, prompt_id=f"p{i}")
@@ -235,7 +236,7 @@ def test_corrupt_json_is_logged_and_skipped(db: Path, store: Store, caplog: pyte
     raw.execute("UPDATE queue SET prompt = '[nope' WHERE prompt_id = 'q1'")
     raw.commit()
     raw.close()
-    with caplog.at_level(logging.ERROR, logger="engine.store"):
+    with caplog.at_level(logging.ERROR, logger="engine.queue.sqlite_store"):
         assert list(store.history()) == ["a", "c"]
         assert store.history_item("b") == {}
         assert ids(store.pending()) == ["q2"]

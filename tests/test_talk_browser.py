@@ -7,13 +7,15 @@ playing a WAV, the built page from ui/talk/dist, the Talk WebSocket and a live s
 * ``test_talk_page_real_stack``: the default stack (workflows/avatar_chat: Silero VAD, Whisper, the LLM persona,
   TTS and the face animator): an espeak-ng utterance must be transcribed correctly and answered with audio and
   frames; it measures end of speech -> first played frame and first audio sample in the page, and saves
-  docs/talk.png (and docs/talk-phone.png, the same page on a phone-sized screen).
+  talk.png (and talk-phone.png, the same page on a phone-sized screen) in its tmp dir, or in
+  $AVATARGRAPH_SCREENSHOT_DIR when set (``scripts/docs_screenshots.py`` sets it and copies them to docs/).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -31,7 +33,11 @@ pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "ui" / "talk" / "dist" / "index.html"
-SCREENSHOT = ROOT / "docs" / "talk.png"
+
+
+def screenshot_dir(tmp_path: Path) -> Path:
+    """Where a test saves its screenshots: never docs/ (scripts/docs_screenshots.py copies them there)."""
+    return Path(os.environ.get("AVATARGRAPH_SCREENSHOT_DIR") or tmp_path)
 
 
 def chromium_args(wav: Path) -> list[str]:
@@ -164,7 +170,7 @@ async def test_talk_page_real_stack(tmp_path, monkeypatch):
     _need_browser()
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed")
-    from engine.registry import NodeRegistry
+    from engine.graph.registry import NodeRegistry
 
     registry = NodeRegistry()
     registry.discover("nodes")
@@ -178,7 +184,7 @@ async def test_talk_page_real_stack(tmp_path, monkeypatch):
         await warm.send({"type": "text", "text": "Hi!"})
         await warm.wait_for(lambda m: m["type"] == "transcript" and m["role"] == "avatar" and m["final"], 300)
         await warm.close()
-        seen = await run_page(srv.url, wav, "avatar_chat", timeout_s=240, screenshot=SCREENSHOT)
+        seen = await run_page(srv.url, wav, "avatar_chat", timeout_s=240, screenshot=screenshot_dir(tmp_path) / "talk.png")
     errors = [m for m in seen["received"] if m.get("type") == "error"]
     assert not errors, errors
     users = [m for m in seen["received"] if m.get("type") == "transcript" and m["role"] == "user" and m["final"]]

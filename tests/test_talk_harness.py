@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.redis_local import free_port
-from engine.registry import NodeRegistry
-from engine.runtime import Runtime, RuntimeConfig
+from engine.queue.redis_server import free_port
+from engine.graph.registry import NodeRegistry
+from engine.app.runtime import Runtime, RuntimeConfig
 
 HEADER = struct.Struct("<BId")
 
@@ -44,7 +44,7 @@ async def serve_talk(tmp_path: Path, registry: NodeRegistry, workflows: dict[str
     wf_dir.mkdir(exist_ok=True)
     for name, prompt in workflows.items():
         (wf_dir / f"{name}.api.json").write_text(json.dumps(prompt))
-    monkeypatch.setattr(talk, "WORKFLOWS_DIR", wf_dir)
+    monkeypatch.setattr(talk.options, "WORKFLOWS_DIR", wf_dir)
     runtime = Runtime(RuntimeConfig(data_dir=tmp_path / "data", custom_nodes_dir=tmp_path / "custom_nodes"),
                       registry=registry)
     port = free_port()

@@ -14,16 +14,16 @@ from typing import Any
 
 import pytest
 
-from engine import types as T
-from engine.context import NodeContext
-from engine.executor import Executor
-from engine.folders import folders
-from engine.node import Input, Node, NodeInputError, NodeResult, Output
-from engine.registry import NodeRegistry
-from engine.store import Store
-from nodes.llm.backends.base import BackendUnavailable
-from nodes.media import EMOTIONS, TextChunk
-from nodes.think import LLMPersona
+from engine.graph import types as T
+from engine.graph.context import NodeContext
+from engine.graph.executor import Executor
+from engine.files.folders import folders
+from engine.graph.node import Input, Node, NodeInputError, NodeResult, Output
+from engine.graph.registry import NodeRegistry
+from engine.queue.sqlite_store import Store
+from nodes.think.backends.base import BackendUnavailable
+from nodes.io.media import EMOTIONS, TextChunk
+from nodes.think.nodes import LLMPersona
 
 SMALL_MODEL = "smollm2-135m-instruct"
 
@@ -48,8 +48,8 @@ def data_dir(tmp_path: Path, monkeypatch) -> Path:
 @pytest.fixture
 def small_model() -> str:
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
-    from nodes.llm.backends.base import ModelMissing
-    from nodes.llm.backends.select import find_gguf
+    from nodes.think.backends.base import ModelMissing
+    from nodes.think.backends.select import find_gguf
     try:
         find_gguf(SMALL_MODEL)
     except ModelMissing as e:
@@ -81,6 +81,9 @@ async def test_no_input_connected_is_a_clear_input_error() -> None:
 
 @pytest.mark.parametrize("backend", ["ollama", "openai"])
 async def test_server_absent_fails_fast_naming_what_to_start(backend: str) -> None:
+    import httpx  # noqa: F401  (imported before the clock starts: on a loaded CPU the imports alone take seconds)
+    import ollama  # noqa: F401
+
     began = time.perf_counter()
     with pytest.raises(BackendUnavailable) as info:
         await asyncio.wait_for(LLMPersona("7").run(make_ctx(), text="Hello!", backend=backend,
@@ -219,3 +222,25 @@ async def test_executor_reports_server_absent_as_node_error(data_dir: Path) -> N
     assert time.perf_counter() - began < 3
     assert result.status == "error"
     assert "ollama serve" in str(result.error)
+
+
+async def test_the_in_process_model_is_pinned_by_the_run_that_uses_it(small_model: str) -> None:
+    """Through the model manager the GGUF is loaded once and pinned under this run's owner (no other node can
+    evict it mid-reply); the executor's release_models drops the pin, and the next run reuses the loaded model."""
+    from engine.models.manager import ModelManager
+
+    manager = ModelManager(ram_budget_bytes=8 * 2**30)
+    ctx = NodeContext("7", "LLMPersona", "p1", asyncio.get_running_loop(), lambda e: None, threading.Event(),
+                      manager, None, {})
+    node = LLMPersona("7")
+    reply, stream = await node.run(ctx, text="Hello!", backend="llamacpp", model=small_model, max_tokens=8)
+    await collect(stream)
+    (info,) = [i for i in manager.loaded() if i.id.startswith("llm:")]
+    assert info.pinned_by == (ctx.owner,)
+    ctx.release_models()
+    assert [i.pinned_by for i in manager.loaded() if i.id.startswith("llm:")] == [()]
+    ctx2 = NodeContext("7", "LLMPersona", "p2", asyncio.get_running_loop(), lambda e: None, threading.Event(),
+                       manager, None, ctx.state)
+    await node.run(ctx2, text="Hi again!", backend="llamacpp", model=small_model, max_tokens=8)
+    (info,) = [i for i in manager.loaded() if i.id.startswith("llm:")]
+    assert info.pinned_by == (ctx2.owner,)  # pinned by the new run only, the model not loaded again

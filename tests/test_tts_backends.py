@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engine.context import NodeContext
-from engine.node import NodeInputError
-from nodes.media import Audio, AudioChunk, TextChunk
+from engine.graph.context import NodeContext
+from engine.graph.node import NodeInputError
+from nodes.io.media import Audio, AudioChunk, TextChunk
 from nodes.speak.backends import BACKENDS
 from nodes.speak.nodes import TTS
-from nodes.speak.similarity import to_rate
+from nodes.common.audio import resample
 
 EN = "Hello! My name is Alice. The weather is nice today, and we are going for a walk in the park."
 RU = "Привет! Меня зовут Алиса. Сегодня хорошая погода, и мы идём гулять в парк."
@@ -29,8 +29,8 @@ def make_ctx(node_id: str = "1", class_type: str = "TTS") -> NodeContext:
 
 @pytest.fixture(scope="module")
 def asr() -> Any:
-    from nodes.asr.backends import FasterWhisperBackend
-    from nodes.asr.weights import WhisperWeightsMissing, locate
+    from nodes.listen.backends import FasterWhisperBackend
+    from nodes.listen.weights import WhisperWeightsMissing, locate
 
     try:
         return FasterWhisperBackend(locate("whisper-base").path)
@@ -54,6 +54,7 @@ def wer(ref: str, hyp: str) -> float:
 
 async def speak(backend: str, text: str, language: str = "auto", **kw: Any) -> tuple[Audio, list[AudioChunk]]:
     node = TTS("1")
+    kw.setdefault("persona", "none")  # the backend's own voice (the persona's voice: tests/test_voice_default.py)
     result = await node.execute(make_ctx(), {"text": text, "backend": backend, "language": language, **kw})
     audio, stream = result.outputs
     return audio, [c async for c in stream]
@@ -70,7 +71,7 @@ async def test_backend_is_intelligible(asr: Any, backend: str, text: str, langua
     audio, chunks = await speak(backend, text, language)
     assert len(chunks) == 3  # one per sentence
     assert audio.duration > 3.0 and 0.02 < float(np.sqrt(np.mean(audio.samples**2))) < 0.5
-    heard = asr.transcribe(to_rate(audio.samples, audio.sample_rate, 16000), [language]).text
+    heard = asr.transcribe(resample(audio.samples, audio.sample_rate, 16000), [language]).text
     assert wer(text, heard) <= max_wer, f"{backend}/{language} heard {heard!r}"
 
 
@@ -101,7 +102,7 @@ async def test_text_stream_yields_first_sentence_before_the_rest_is_synthesised(
             emitted.append(time.perf_counter())
             yield TextChunk(text=s, emotion="happy", final=i == 2, turn_id=7)
 
-    result = await TTS("1").execute(make_ctx(), {"text_stream": sentences(), "backend": "piper"})
+    result = await TTS("1").execute(make_ctx(), {"text_stream": sentences(), "backend": "piper", "persona": "none"})
     whole, stream = result.outputs
     assert not whole.done()  # the whole AUDIO is deferred until the stream has ended
     arrivals, chunks = [], []
@@ -139,7 +140,7 @@ async def test_long_text_is_chunked_and_streamed_lazily() -> None:
     async def one() -> AsyncIterator[TextChunk]:
         yield TextChunk(text=text, final=True)
 
-    result = await TTS("1").execute(make_ctx(), {"text_stream": one(), "backend": "espeak"})
+    result = await TTS("1").execute(make_ctx(), {"text_stream": one(), "backend": "espeak", "persona": "none"})
     stream = result.outputs[1]
     async for chunk in stream:
         calls.append(chunk.text)

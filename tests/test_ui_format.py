@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from engine import types as T
-from engine.comfy_compat import adapt_v1_node
-from engine.node import Input, Node, Output
-from engine.registry import NodeRegistry
-from engine.ui_format import UIWorkflowError, api_to_ui, is_ui_workflow, ui_to_api, workflows_agree
+from engine.graph import types as T
+from engine.comfy.adapter import adapt_v1_node
+from engine.graph.node import Input, Node, Output
+from engine.graph.registry import NodeRegistry
+from engine.comfy.ui_format import UIWorkflowError, api_to_ui, is_ui_workflow, ui_to_api, workflows_agree
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ui_workflows"
 

@@ -2,9 +2,10 @@
 
 import pytest
 
-from engine.executor import Executor
-from engine.prompt import Prompt, PromptFormatError
-from engine.validation import PromptInvalid, validate
+from engine.graph.executor import Executor
+from engine.graph.prompt import Prompt, PromptFormatError
+from engine.graph.validation import PromptInvalid, validate
+from server.comfy_errors import prompt_error_body
 from tests import engine_nodes as N
 
 
@@ -101,7 +102,7 @@ def test_every_problem_reported_at_once(reg):
 
 def test_comfy_response_shape(reg):
     api = {"1": {"class_type": "Add", "inputs": {}}, "2": {"class_type": "Show", "inputs": {"value": ["1", 0]}}}
-    body = validate(Prompt.from_api(api), reg).comfy_response()
+    body = prompt_error_body(validate(Prompt.from_api(api), reg))
     assert body["error"]["type"] == "prompt_outputs_failed_validation"
     err = body["node_errors"]["1"]
     assert err["class_type"] == "Add" and err["errors"][0]["type"] == "required_input_missing"
@@ -118,13 +119,26 @@ def test_not_a_prompt():
 async def test_invalid_prompt_executes_nothing(reg):
     N.CALLS.clear()
     api = {"1": {"class_type": "Const", "inputs": {"value": 1}},
-           "2": {"class_type": "Add", "inputs": {"a": ["1", 0]}},
-           "3": {"class_type": "Show", "inputs": {"value": ["2", 0]}},
            "4": {"class_type": "Pick", "inputs": {"mode": "bad"}},
            "5": {"class_type": "Show", "inputs": {"value": ["4", 0]}}}
     with pytest.raises(PromptInvalid) as err:
         await Executor(reg).execute(api)
     assert err.value.report.issues and not N.CALLS
+
+
+async def test_invalid_branch_is_left_out_and_the_rest_runs(reg):
+    """As in ComfyUI: outputs whose inputs are broken are reported and skipped; the valid ones run."""
+    N.CALLS.clear()
+    api = {"1": {"class_type": "Const", "inputs": {"value": 1}},
+           "2": {"class_type": "Add", "inputs": {"a": ["1", 0]}},
+           "3": {"class_type": "Show", "inputs": {"value": ["2", 0]}},
+           "4": {"class_type": "Pick", "inputs": {"mode": "bad"}},
+           "5": {"class_type": "Show", "inputs": {"value": ["4", 0]}}}
+    report = validate(Prompt.from_api(api), reg)
+    assert report.runnable and not report.ok
+    assert report.outputs == ["3"] and report.failed_outputs == ["5"]
+    result = await Executor(reg).execute(api)
+    assert result.ok and "3" in result.executed and "4" not in result.executed and "5" not in result.executed
 
 
 def test_targets_restrict_outputs(reg):

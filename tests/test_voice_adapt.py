@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engine.context import NodeContext
-from engine.node import NodeInputError
-from nodes.media import Audio
+from engine.graph.context import NodeContext
+from engine.graph.node import NodeInputError
+from nodes.io.media import Audio
 from nodes.speak.nodes import TTS, AdaptVoice, LoadVoice, VoiceSimilarity
 
 KAL = Path("/usr/share/festival/voices/english/kal_diphone")
@@ -44,8 +44,8 @@ async def test_adaptation_raises_similarity_to_an_unseen_speaker(tmp_path: Path)
     held_out = kal("The weather was cold and windy, so we stayed at home and played cards by the fire.", tmp_path)
     (voice,) = (await LoadVoice("1").execute(ctx("LoadVoice"), {"audio": reference, "name": "kal"})).outputs
     text = "Yesterday I went to the market and bought some apples, bread and fresh milk for breakfast."
-    plain = (await TTS("2").execute(ctx("TTS"), {"text": text, "backend": "piper"})).outputs[0]
-    adapted, stream = (await TTS("2").execute(ctx("TTS"), {"text": text, "backend": "piper", "voice": voice,
+    plain = (await TTS("2").execute(ctx("TTS"), {"text": text, "backend": "piper", "persona": "none"})).outputs[0]
+    adapted, stream = (await TTS("2").execute(ctx("TTS"), {"text": text, "backend": "piper", "persona": "none", "voice": voice,
                                                            "adapt": 1.0})).outputs
     chunks = [c async for c in stream]
     assert chunks[0].timings and adapted.sample_rate == plain.sample_rate
@@ -64,11 +64,11 @@ async def test_adaptation_raises_similarity_to_an_unseen_speaker(tmp_path: Path)
 
 async def test_similarity_separates_speakers(tmp_path: Path) -> None:
     a = (await TTS("2").execute(ctx("TTS"), {"text": "The quick brown fox jumps over the lazy dog today.",
-                                            "backend": "piper"})).outputs[0]
+                                            "backend": "piper", "persona": "none"})).outputs[0]
     b = (await TTS("2").execute(ctx("TTS"), {"text": "My friends and I went to see a film at the cinema.",
-                                            "backend": "piper"})).outputs[0]
+                                            "backend": "piper", "persona": "none"})).outputs[0]
     c = (await TTS("2").execute(ctx("TTS"), {"text": "My friends and I went to see a film at the cinema.",
-                                            "backend": "espeak"})).outputs[0]
+                                            "backend": "espeak", "persona": "none"})).outputs[0]
     node = VoiceSimilarity("4")
     same = (await node.execute(ctx("VoiceSimilarity"), {"audio": a, "reference": b})).outputs[0]
     different = (await node.execute(ctx("VoiceSimilarity"), {"audio": a, "reference": c})).outputs[0]
@@ -83,7 +83,7 @@ async def test_reference_of_silence_or_two_seconds_is_rejected() -> None:
     with pytest.raises(NodeInputError, match="silent"):
         await LoadVoice("1").execute(ctx("LoadVoice"), {"audio": silence})
     speech = (await TTS("2").execute(ctx("TTS"), {"text": "Hello there, how are you doing today my friend?",
-                                                 "backend": "piper"})).outputs[0]
+                                                 "backend": "piper", "persona": "none"})).outputs[0]
     two = Audio(speech.samples[: speech.sample_rate * 2], speech.sample_rate)
     with pytest.raises(NodeInputError, match="at least 3 s") as err:
         await LoadVoice("1").execute(ctx("LoadVoice"), {"audio": two})

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engine.context import NodeContext
-from engine.folders import folders
-from engine.node import NodeInputError
-from nodes.media import TextChunk
+from engine.graph.context import NodeContext
+from engine.files.folders import folders
+from engine.graph.node import NodeInputError
+from nodes.io.media import TextChunk
 from nodes.speak.backends import BACKENDS
 
 pytest.importorskip("TTS", reason="coqui-tts is not installed (requirements/tts.txt)")
@@ -49,7 +49,7 @@ def place(tmp_path_factory: pytest.TempPathFactory) -> Any:
     root = tmp_path_factory.mktemp("voice")
     old = (folders.data_dir, folders.models_dir)
     folders.configure(data_dir=root / "data", models_dir=root / "models")
-    write_random_checkpoint(root / "models" / "xtts" / "base")
+    write_random_checkpoint(root / "models" / "xtts" / "xtts-v2")  # the documented folder ("base" and "default" name it)
     samples, rate = festival(" ".join(RU[:2]))
     sf.write(folders.get("input") / "persona.wav", samples, rate)
     sf.write(folders.get("input") / "silence.wav", np.zeros(rate * 5, np.float32), rate)

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.prompt import Prompt
-from engine.registry import NodeRegistry
-from engine.ui_format import ui_to_api, workflows_agree
-from engine.validation import validate
+from engine.graph.prompt import Prompt
+from engine.graph.registry import NodeRegistry
+from engine.comfy.ui_format import ui_to_api, workflows_agree
+from engine.graph.validation import validate
 
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
 API_FILES = sorted(WORKFLOWS.glob("*.api.json"))

@@ -9,13 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from engine import types as T
-from engine.node import Input, Node, NodeInputError, NodeResult, Output
-from nodes.media import Audio, AudioChunk, Frame
+from engine.graph import types as T
+from engine.graph.node import Input, Node, NodeInputError, NodeResult, Output
+from nodes.io.media import Audio, AudioChunk, Frame
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("default", "wav2lip", "sadtalker")
+BACKENDS = ("default", "wav2lip", "sadtalker", "sadtalker-full")  # sadtalker-full: SadTalker's full mode
 
 
 class AvatarPrepare(Node):
@@ -40,21 +40,57 @@ class AvatarPrepare(Node):
         return NodeResult(outputs=(face,), ui=ui)
 
 
-def make_backend(name: str, face: Any, ctx: Any = None, seed: int = 0, **options: Any):
-    """A FaceBackend (nodes.face.stream) for the avatar; neural backends load their weights through ctx.models."""
+PREPROCESS = ("crop", "full")
+
+
+class PasteBack:
+    """FaceBackend wrapper: every frame of the 512x512 crop is pasted back into the whole photo."""
+
+    def __init__(self, backend: Any, face: Any) -> None:
+        self.backend = backend
+        self.face = face
+        self.name = getattr(backend, "name", "?")
+
+    def push(self, item: Any) -> list[np.ndarray]:
+        return [self.face.paste_into_photo(img) for img in self.backend.push(item)]
+
+    def flush(self) -> list[np.ndarray]:
+        return [self.face.paste_into_photo(img) for img in self.backend.flush()]
+
+
+def make_backend(name: str, face: Any, ctx: Any = None, seed: int = 0, preprocess: str = "crop", **options: Any):
+    """A FaceBackend (nodes.face.stream) for the avatar; neural backends load their weights pinned for the run.
+
+    ``preprocess="full"``: frames are the whole photo (SadTalker renders with its full-mode mapping net,
+    mapping_00109, and pastes back itself; the others are pasted back here)."""
+    if name == "sadtalker-full":
+        name, preprocess = "sadtalker", "full"
+    if preprocess not in PREPROCESS:
+        raise ValueError(f"unknown preprocess {preprocess!r}: choose one of {', '.join(PREPROCESS)}")
+    full = preprocess == "full"
     if name == "default":
         from nodes.face.animator import DefaultAnimator
 
-        return DefaultAnimator(face, seed=seed)
+        backend = DefaultAnimator(face, seed=seed)
+        return PasteBack(backend, face) if full else backend
     if name == "wav2lip":
         from nodes.face.wav2lip import Wav2LipBackend
 
-        return Wav2LipBackend.from_context(face, ctx, **options)
+        backend = Wav2LipBackend.from_context(face, ctx, **options)
+        return PasteBack(backend, face) if full else backend
     if name == "sadtalker":
         from nodes.face.sadtalker import SadTalkerBackend
 
-        return SadTalkerBackend.from_context(face, ctx, **options)
+        return SadTalkerBackend.from_context(face, ctx, paste_back=full, **options)
     raise ValueError(f"unknown face backend {name!r}: choose one of {', '.join(BACKENDS)}")
+
+
+def _load_backend_error(exc: Exception) -> bool:
+    """Errors a user fixes by placing the right checkpoint (missing file, wrong file)."""
+    from nodes.face.sadtalker import CheckpointMismatch as SadTalkerMismatch
+    from nodes.face.wav2lip import CheckpointMismatch as Wav2LipMismatch
+
+    return isinstance(exc, (FileNotFoundError, SadTalkerMismatch, Wav2LipMismatch))
 
 
 async def animate(ctx: Any, backend: Any, audio_stream: AsyncIterator[AudioChunk] | None, audio: Audio | None,
@@ -122,10 +158,15 @@ class FaceAnimate(Node):
     DESCRIPTION = ("Animate the avatar from speech: 512x512 frames at 25 fps as the audio arrives, each carrying the "
                    "audio that plays with it. default: landmark warping in real time on a CPU (visemes from phoneme "
                    "timings, blinks, head motion, expression from the emotion tag); wav2lip / sadtalker: the "
-                   "official checkpoints in models/wav2lip/ and models/sadtalker/.")
+                   "official checkpoints in models/wav2lip/wav2lip-gan/ (or models/wav2lip/wav2lip/) and "
+                   "models/sadtalker/sadtalker-v0.0.2/.")
     INPUTS = (
-        Input.socket("face", T.FACE),
-        Input.combo("backend", list(BACKENDS), default="default"),
+        Input.socket("face", T.FACE, tooltip="the avatar from Avatar Prepare"),
+        Input.combo("backend", list(BACKENDS), default="default",
+                    tooltip="default: real time on a CPU, no weights; wav2lip: models/wav2lip/wav2lip-gan/ or "
+                            "models/wav2lip/wav2lip/; sadtalker: models/sadtalker/sadtalker-v0.0.2/ (slow), 512x512 "
+                            "face crops; sadtalker-full: SadTalker's full mode (mapping_00109-model.pth.tar), "
+                            "frames of the whole photo"),
         Input.socket("audio_stream", T.AUDIO_STREAM, required=False, tooltip="speech chunks (live)"),
         Input.socket("audio", T.AUDIO, required=False, tooltip="a whole recording (batch)"),
         Input.number("idle_seconds", default=0.0, min=0.0, max=600.0, step=0.5,
@@ -149,20 +190,27 @@ class FaceAnimate(Node):
             raise NodeInputError("audio", f"node {self.node_id}: connect audio_stream or audio, or set idle_seconds")
         try:
             impl = await ctx.run_blocking(make_backend, backend, face, ctx, int(seed))
-        except FileNotFoundError as exc:
+        except Exception as exc:
+            if not _load_backend_error(exc):
+                raise
             raise NodeInputError("backend", f"node {self.node_id}: {exc}") from None
         return (animate(ctx, impl, audio_stream, audio, float(idle_seconds), bool(live_idle)),)
 
 
 class SadTalker(Node):
     CATEGORY = "avatar/face"
+    DISPLAY_NAME = "SadTalker"
     DESCRIPTION = ("SadTalker: audio -> expression and pose coefficients -> face renderer, from the official "
-                   "checkpoints in models/sadtalker/. Slower than real time: for the render workflow.")
+                   "checkpoints in models/sadtalker/sadtalker-v0.0.2/. Slower than real time: for the render "
+                   "workflow.")
     INPUTS = (
-        Input.socket("image", T.IMAGE),
-        Input.socket("audio", T.AUDIO),
-        Input.combo("size", [256, 512], default=256),
-        Input.combo("preprocess", ["crop", "full"], default="crop"),
+        Input.socket("image", T.IMAGE, tooltip="a portrait photo"),
+        Input.socket("audio", T.AUDIO, tooltip="the speech to animate"),
+        Input.combo("size", [256, 512], default=256,
+                    tooltip="renderer resolution: SadTalker_V0.0.2_256 or _512.safetensors"),
+        Input.combo("preprocess", list(PREPROCESS), default="crop",
+                    tooltip="crop: the face crop (mapping_00229, 70 coefficients); full: the whole photo "
+                            "(mapping_00109, 73 coefficients)"),
     )
     OUTPUTS = (Output("frames", T.FRAME_STREAM),)
     DETERMINISTIC = False
@@ -176,8 +224,9 @@ class SadTalker(Node):
         except PhotoError as exc:
             raise NodeInputError("image", f"node {self.node_id}: {exc}") from None
         try:
-            impl = await ctx.run_blocking(make_backend, "sadtalker", face, ctx, 0, size=int(size),
-                                          paste_back=(preprocess == "full"))
-        except FileNotFoundError as exc:
-            raise NodeInputError("image", f"node {self.node_id}: {exc}") from None
+            impl = await ctx.run_blocking(make_backend, "sadtalker", face, ctx, 0, preprocess, size=int(size))
+        except Exception as exc:
+            if not _load_backend_error(exc):
+                raise
+            raise NodeInputError("preprocess", f"node {self.node_id}: {exc}") from None
         return (animate(ctx, impl, None, audio, 0.0),)

@@ -15,9 +15,15 @@ from typing import Protocol
 
 import numpy as np
 
-from nodes.media import Frame, PhonemeTiming
+from nodes.io.media import Frame, PhonemeTiming
 
 FPS = 25.0
+# Live idle (``idle`` called one frame at a time while a live avatar listens): after LIVE_IDLE_FULL_RATE frames
+# at the full rate (the transition out of speech stays smooth), only every 3rd frame is rendered (8 fps is plenty
+# for breathing and blinks, and rendering is most of what an open, silent session costs); the animation clock
+# still steps every frame, so the motion keeps its speed.
+LIVE_IDLE_RENDER_EVERY = 3
+LIVE_IDLE_FULL_RATE = 50  # 2 s
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,7 @@ class FramePump:
         self.index = 0
         self._turn = 0
         self._emotion: str | None = None
+        self._live_ticks = 0
 
     def _emit(self, images: list[np.ndarray]) -> Iterator[Frame]:
         for image in images:
@@ -120,6 +127,7 @@ class FramePump:
         if emotion:
             self._emotion = emotion
         self._turn = turn_id
+        self._live_ticks = 0  # speech: the next idle starts at the full rate
         carried = self.clock.pending_seconds
         slices, flushed = self.clock.push(samples, sample_rate)
         frames: list[Frame] = []
@@ -143,6 +151,13 @@ class FramePump:
             frames += self._feed(FrameAudio(last, self.clock.sample_rate or sample_rate, None, (), self._emotion,
                                             self._turn))
         n = int(round(seconds * self.fps))
+        driver = _animation_driver(self.backend) if n == 1 and not frames else None
+        if driver is not None:  # a live idle tick
+            self._live_ticks += 1
+            if self._live_ticks > LIVE_IDLE_FULL_RATE and self._live_ticks % LIVE_IDLE_RENDER_EVERY:
+                driver.step(np.zeros(int(round(sample_rate / self.fps)), np.float32), timings=(), t_utt=None,
+                            emotion=self._emotion)  # the animation moves on; no image this tick
+                return []
         for _ in range(n):
             silence = np.zeros(int(round(sample_rate / self.fps)), np.float32)
             frames += self._feed(FrameAudio(silence, sample_rate, None, (), self._emotion, 0))  # idle: no turn
@@ -157,3 +172,11 @@ class FramePump:
                                             self._turn))
         frames += list(self._emit(self.backend.flush()))
         return frames
+
+
+def _animation_driver(backend: object) -> object | None:
+    """The per-frame animation state (``Driver``) of the default animator, possibly wrapped (``PasteBack``), when
+    it can be stepped without rendering; None for the other backends."""
+    inner = getattr(backend, "backend", backend)
+    driver = getattr(inner, "driver", None)
+    return driver if callable(getattr(driver, "step", None)) else None

@@ -15,28 +15,25 @@ scale). Modes:
   ``CENTRED_BOX_FRACTION`` of the shorter side (a talking-head frame is framed on the face).
 
 Afterwards the result is resized to ``width`` x ``height`` when both are set (0 keeps the scaled size).
+The node classes (``ESRGAN``, ``ESRGANImage``) are in ``nodes.render.nodes``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import io
 import logging
 import math
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from engine import types as T
-from engine.folders import folders
-from engine.model_manager import ModelSpec
-from engine.node import Input, Node, NodeInputError, Output
-from nodes.media import Frame
+from engine.files.folders import folders
+from engine.models.manager import ModelSpec
+from engine.graph.node import NodeInputError
 from nodes.render.esrgan_convert import SOURCES, EsrganArch
 
 log = logging.getLogger(__name__)
@@ -98,7 +95,7 @@ def load_network(path: Path, device: str = "cpu") -> tuple[Any, EsrganArch]:
         state = load_file(str(path))
         arch = EsrganArch.from_metadata(meta) if "arch" in meta else arch_from_state_dict(state)
     else:  # a user's Real-ESRGAN .pth: loaded without unpickling code
-        from engine.safe_load import load_checkpoint, load_state_dict
+        from engine.models.safe_load import load_checkpoint, load_state_dict
 
         raw = load_checkpoint(path)
         key = next((k for k in ("params_ema", "params") if isinstance(raw, dict) and k in raw), None)
@@ -262,29 +259,8 @@ def enhance_image(upscaler: Upscaler, image: np.ndarray, mode: str, scale: int,
     return out
 
 
-_MODEL_INPUTS = (
-    Input.combo("model", model_choices, default=DEFAULT_MODEL,
-                tooltip="realesr-animevideov3 is fast (SRVGG); realesrgan-x4plus is the slow photo model"),
-    Input.combo("mode", ["face", "frame"], default="face", tooltip="face: only the face box goes through the "
-                "network (the rest is resized); frame: the whole frame"),
-    Input.combo("scale", [2, 4], default=2, tooltip="upscaling factor before the final resize"),
-    Input.integer("width", default=512, min=0, max=8192, tooltip="final width (0: keep scale x input)"),
-    Input.integer("height", default=512, min=0, max=8192, tooltip="final height (0: keep scale x input)"),
-    Input.integer("tile", default=256, min=0, max=2048, step=16,
-                  tooltip="process in tiles of this size to bound memory (0: whole image at once)"),
-    Input.boolean("enabled", default=True, tooltip="off: frames pass through untouched"),
-    Input.socket("face", T.FACE, required=False, tooltip="the avatar: its head box is the face region"),
-)
-
-
-def _check(inputs: dict[str, Any]) -> list[tuple[str, str]]:
-    errs: list[tuple[str, str]] = []
-    if (inputs.get("width") or 0) * (inputs.get("height") or 0) == 0 and (inputs.get("width") or inputs.get("height")):
-        errs.append(("width", "set both width and height, or both to 0"))
-    return errs
-
-
-async def _upscaler(ctx: Any, model: str, tile: int) -> Upscaler:
+async def load_upscaler(ctx: Any, model: str, tile: int) -> Upscaler:
+    """The node's upscaler for ``model`` (loaded through the model manager, kept in ``ctx.state``)."""
     try:
         spec = model_spec(model)
     except FileNotFoundError as exc:
@@ -296,64 +272,3 @@ async def _upscaler(ctx: Any, model: str, tile: int) -> Upscaler:
         cached = (key, Upscaler(loaded, tile=tile))
         ctx.state["upscaler"] = cached
     return cached[1]
-
-
-class ESRGAN(Node):
-    CATEGORY = "avatar/render"
-    DESCRIPTION = ("Real-ESRGAN enhancement of a frame stream: the whole frame or the face region only, tiled, "
-                   "then resized to width x height. Off: frames pass through untouched.")
-    INPUTS = (Input.socket("frames", T.FRAME_STREAM), *_MODEL_INPUTS)
-    OUTPUTS = (Output("frames", T.FRAME_STREAM),)
-
-    @classmethod
-    def check_inputs(cls, inputs: dict[str, Any]) -> list[tuple[str, str]]:
-        return _check(inputs)
-
-    async def run(self, ctx: Any, frames: Any, model: str = DEFAULT_MODEL, mode: str = "face", scale: int = 2,
-                  width: int = 512, height: int = 512, tile: int = 256, enabled: bool = True,
-                  face: Any = None) -> tuple[AsyncIterator[Frame]]:
-        return (self._enhance(ctx, frames, model, mode, int(scale), width, height, tile, enabled, face),)
-
-    async def _enhance(self, ctx: Any, frames: Any, model: str, mode: str, scale: int, width: int, height: int,
-                       tile: int, enabled: bool, face: Any) -> AsyncIterator[Frame]:
-        if not enabled:
-            async for frame in frames:
-                yield frame
-            return
-        upscaler = await _upscaler(ctx, model, tile)
-        async for frame in frames:
-            ctx.check_interrupted()
-            h, w = frame.image.shape[:2]
-            box = getattr(frame, "face_box", None) or (face_box_from_avatar(face, h, w) if face is not None
-                                                       else None)
-            try:
-                image = await ctx.run_blocking(enhance_image, upscaler, frame.image, mode, scale, box, width,
-                                               height)
-            except ValueError as exc:
-                raise NodeInputError("frames", f"node {self.node_id}, frame {frame.index}: {exc}") from None
-            yield dataclasses.replace(frame, image=image)
-
-
-class ESRGANImage(Node):
-    CATEGORY = "avatar/render"
-    DISPLAY_NAME = "ESRGAN (image)"
-    DESCRIPTION = "Real-ESRGAN enhancement of one image: the whole image or the face region only."
-    INPUTS = (Input.socket("image", T.IMAGE), *_MODEL_INPUTS)
-    OUTPUTS = (Output("image", T.IMAGE),)
-
-    @classmethod
-    def check_inputs(cls, inputs: dict[str, Any]) -> list[tuple[str, str]]:
-        return _check(inputs)
-
-    async def run(self, ctx: Any, image: np.ndarray, model: str = DEFAULT_MODEL, mode: str = "face",
-                  scale: int = 2, width: int = 512, height: int = 512, tile: int = 256, enabled: bool = True,
-                  face: Any = None) -> tuple[np.ndarray]:
-        if not enabled:
-            return (image,)
-        upscaler = await _upscaler(ctx, model, tile)
-        h, w = image.shape[:2]
-        box = face_box_from_avatar(face, h, w) if face is not None else None
-        try:
-            return (await ctx.run_blocking(enhance_image, upscaler, image, mode, int(scale), box, width, height),)
-        except ValueError as exc:
-            raise NodeInputError("image", f"node {self.node_id}: {exc}") from None

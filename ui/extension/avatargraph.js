@@ -4,7 +4,11 @@
 //     and commands in the top menu;
 //   - socket and link colours per AvatarGraph type (IMAGE, AUDIO, FACE, ..., the streaming types);
 //   - preview widgets for audio and video outputs (ComfyUI's frontend previews images itself);
-//   - a button that opens the Talk page (/talk) for live conversation with the avatar.
+//   - a button that opens the Talk page (/talk) for live conversation with the avatar;
+//   - our first screen: where ComfyUI's frontend would open its default (Stable Diffusion) graph, whose nodes
+//     this server does not have, it opens the avatar_chat workflow instead; templates open fitted to the view;
+//   - node warnings (a node's UI output "warnings": [{text}]) shown as toasts and on the node;
+//   - AvatarGraph's name and version on the About page.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
@@ -23,17 +27,53 @@ async function fetchInfo() {
 }
 
 const info = await fetchInfo();
+const FIRST_SCREEN = "avatar_chat"; // opened where ComfyUI would open its default graph
+let firstLoad = true; // the page's first graph: the restored workflow, or else ComfyUI's default graph
+
+async function fetchTemplateData(template) {
+  const response = await fetch(template.url, { cache: "no-store" });
+  if (!response.ok) throw new Error(`template ${template.file}: HTTP ${response.status}`);
+  return await response.json();
+}
+
+const firstScreen = info.templates.find((t) => t.name === FIRST_SCREEN && t.source === "avatargraph"
+                                            && t.format === "ui");
+let firstScreenData = null;
+if (firstScreen) {
+  try {
+    firstScreenData = await fetchTemplateData(firstScreen);
+  } catch (error) {
+    console.warn("AvatarGraph: cannot read the first-screen workflow", error);
+  }
+}
+
+// ComfyUI's built-in default graph is an image-generation workflow (a KSampler and its loaders) with nodes this
+// server does not have: on the page's first load, such a graph is that default (a restored workflow of ours
+// is not).
+function isComfyDefaultGraph(graphData) {
+  const nodes = Array.isArray(graphData?.nodes) ? graphData.nodes : [];
+  const known = window.LiteGraph?.registered_node_types || {};
+  return nodes.some((n) => n?.type === "KSampler") && nodes.some((n) => !(n?.type in known));
+}
+
+function fitView() {
+  try {
+    app.extensionManager?.command?.execute?.("Comfy.Canvas.FitView");
+  } catch (error) {
+    console.warn("AvatarGraph: cannot fit the view", error);
+  }
+}
 
 // Templates ----------------------------------------------------------------------------------------------
 export async function loadTemplate(template) {
-  const response = await fetch(template.url, { cache: "no-store" });
-  if (!response.ok) throw new Error(`template ${template.file}: HTTP ${response.status}`);
-  const data = await response.json();
+  const data = await fetchTemplateData(template);
   if (Array.isArray(data?.nodes)) {
+    delete data.extra?.ds; // a template opens fitted to the view, not where it was last panned to
     await app.loadGraphData(data, true, true, template.name);
   } else {
     await app.loadApiJson(data, template.name);
   }
+  setTimeout(fitView, 50); // after the nodes have their sizes (widgets, previews)
   window.dispatchEvent(new CustomEvent("avatargraph:template-loaded", { detail: template }));
 }
 
@@ -76,6 +116,9 @@ function endsWithAny(name, extensions) {
 // there with `animated`, as ComfyUI's own video saver does, plays in its own player), so a video is added here
 // only when it comes under `gifs` or `video` alone; audio always is (the frontend previews it only for its own
 // audio nodes). Each file once.
+// ComfyUI's own audio nodes: the frontend draws their player itself (ours would be a second one).
+const FRONTEND_AUDIO_NODES = new Set(["PreviewAudio", "SaveAudio", "SaveAudioMP3", "SaveAudioOpus"]);
+
 export function mediaEntries(output) {
   const media = [];
   const seen = new Set();
@@ -100,6 +143,24 @@ export function mediaEntries(output) {
     }
   }
   return media;
+}
+
+// Node warnings --------------------------------------------------------------------------------------------
+// A node reports what the user should know about its result (a photo upscaled and soft, a slow backend on CPU)
+// as UI output "warnings": [{text}]: a toast, and the text in the node's title tooltip until the next run.
+function showWarnings(node, output) {
+  const warnings = (Array.isArray(output?.warnings) ? output.warnings : [])
+    .map((w) => (typeof w === "string" ? w : w?.text)).filter(Boolean);
+  if (!warnings.length) return;
+  const title = node.title || node.type;
+  node.avatargraphWarnings = warnings;
+  node.color = "#7a5c00";
+  node.setDirtyCanvas?.(true, true);
+  const toast = app.extensionManager?.toast;
+  for (const text of warnings) {
+    if (toast?.add) toast.add({ severity: "warn", summary: title, detail: text, life: 8000 });
+    else console.warn(`${title}: ${text}`);
+  }
 }
 
 function showMediaPreviews(node, output) {
@@ -189,6 +250,22 @@ const templateCommands = info.templates.map((template, index) => ({
 
 app.registerExtension({
   name: EXTENSION,
+  aboutPageBadges: [
+    { label: `AvatarGraph ${info.version || ""}`.trim(), url: "/api/avatargraph/info", icon: "pi pi-user" },
+  ],
+  async beforeConfigureGraph(graphData, missingNodeTypes) {
+    // ComfyUI's default graph (a fresh browser, "Load Default"): our first screen instead, in place, before the
+    // frontend looks for missing nodes (so neither the red nodes nor the "install the Manager" prompt appear).
+    const first = firstLoad;
+    firstLoad = false;
+    if (!first || !firstScreenData || !isComfyDefaultGraph(graphData)) return;
+    const ours = structuredClone(firstScreenData);
+    delete ours.extra?.ds;
+    for (const key of Object.keys(graphData)) delete graphData[key];
+    Object.assign(graphData, ours);
+    if (Array.isArray(missingNodeTypes)) missingNodeTypes.length = 0;
+    setTimeout(fitView, 300);
+  },
   commands: [
     { id: "AvatarGraph.OpenTalk", label: "Open the Talk page", icon: "pi pi-comments", function: openTalk },
     ...templateCommands,
@@ -197,20 +274,26 @@ app.registerExtension({
     { path: ["AvatarGraph"], commands: ["AvatarGraph.OpenTalk", ...templateCommands.map((c) => c.id)] },
   ],
   async setup() {
+    // ComfyUI's frontend lists a cancelled job as "Failed" (its jobStateFromTask maps Cancelled to failed); say
+    // plainly that the run was cancelled, and by whom.
+    api.addEventListener("execution_interrupted", () => {
+      app.extensionManager?.toast?.add?.({ severity: "info", summary: "Cancelled",
+        detail: "The run was cancelled; nothing after the interrupted node was run.", life: 6000 });
+    });
     applySocketColours();
     setTimeout(applySocketColours, 1500); // after the colour palette is applied
     buildBar();
     window.avatargraph = { info, loadTemplate, mediaEntries, openTalk };
   },
   async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (!nodeData.output_node) return;
     const onExecuted = nodeType.prototype.onExecuted;
     nodeType.prototype.onExecuted = function (output) {
       const result = onExecuted?.apply(this, arguments);
       try {
-        showMediaPreviews(this, output);
+        showWarnings(this, output);
+        if (nodeData.output_node && !FRONTEND_AUDIO_NODES.has(nodeData.name)) showMediaPreviews(this, output);
       } catch (error) {
-        console.warn("AvatarGraph: cannot show the media preview", error);
+        console.warn("AvatarGraph: cannot show the node's output", error);
       }
       return result;
     };

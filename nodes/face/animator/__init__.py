@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from nodes.face.avatar import FaceAvatar
-from nodes.media import PhonemeTiming
+from nodes.io.media import PhonemeTiming
 
 
 class DefaultAnimator:

@@ -9,7 +9,7 @@ import numpy as np
 
 from nodes.face.animator.rig import CONTROLS
 from nodes.face.animator.visemes import shape_at
-from nodes.media import PhonemeTiming
+from nodes.io.media import PhonemeTiming
 
 # Emotion label -> target (smile, brows_up, frown).
 EXPRESSIONS: dict[str, tuple[float, float, float]] = {

@@ -1,7 +1,9 @@
-"""Rendering one frame of the default animator: an inverse warp of the crop plus the inner mouth."""
+"""Rendering one frame of the default animator: an inverse warp of the crop, the inside of the mouth from her
+own photo (``mouth``) and eyelids for blinks (``eyelids``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -12,13 +14,9 @@ from nodes.face.animator.rig import CONTROLS, GRID_STEP, Rig
 from nodes.face.avatar import FaceAvatar
 
 _JAW = CONTROLS.index("jaw")
+_BLINK = CONTROLS.index("blink")
 FIXED_POINT_ITERATIONS = 6
 DAMPING = 0.6  # damped iteration: converges where the warp stretches up to ~2.3x (the opening mouth)
-
-CAVITY_DEEP = np.array([30, 12, 14], np.float32)
-CAVITY_EDGE = np.array([80, 38, 40], np.float32)
-TEETH = np.array([228, 222, 210], np.float32)
-TONGUE = np.array([132, 60, 64], np.float32)
 
 
 class Renderer:
@@ -38,6 +36,9 @@ class Renderer:
         self._m = rig.head_mask
         self._mx = rig.head_mask * gx
         self._my = rig.head_mask * gy
+        from nodes.face.animator.mouth import measure
+
+        self.mouth = measure(face)
 
     # ------------------------------------------------------------------ warp
     def _backward_map(self, c: FrameControls) -> np.ndarray:
@@ -84,70 +85,33 @@ class Renderer:
         out[:, 1] += c.breath
         return out
 
-    # ------------------------------------------------------------------ inner mouth
+    # ------------------------------------------------------------------ mouth and eyelids
     def paint_mouth(self, frame: np.ndarray, c: FrameControls) -> None:
+        from nodes.face.animator.mouth import paint_mouth
+
         jaw = float(c.amps[_JAW])
         if jaw < 0.02:
             return
-        cv2 = self.cv2
         upper = self.moved_landmarks(c, A.UPPER_LIP_INNER)
         lower = self.moved_landmarks(c, A.LOWER_LIP_INNER)
-        poly = np.concatenate([upper, lower[::-1][1:-1]])
-        centre = poly.mean(0)
-        poly = centre + (poly - centre) * (0.9, 1.0)  # keep the cavity inside the lip corners
-        gap = float(np.linalg.norm(lower[5] - upper[5]))
-        if gap < 1.0:
+        paint_mouth(frame, self.mouth, upper, lower, jaw)
+
+    def blink(self, frame: np.ndarray, c: FrameControls, amount: float) -> None:
+        """Eyelids closed by ``amount`` over the eyes where ``c`` (without its blink) puts them."""
+        from nodes.face.animator.eyelids import EYES, close_eyelids
+
+        if amount <= 0.01:
             return
-        lo = np.floor(poly.min(0)).astype(int) - 4
-        hi = np.ceil(poly.max(0)).astype(int) + 4
-        lo = np.clip(lo, 0, self.size - 1)
-        hi = np.clip(hi, 1, self.size)
-        w, h = hi - lo
-        if w < 4 or h < 4:
-            return
-        shift = 4  # sub-pixel precision for fillPoly
-        to_roi = lambda pts: np.round((pts - lo) * (1 << shift)).astype(np.int32)  # noqa: E731
-        cavity = np.zeros((h, w), np.uint8)
-        cv2.fillPoly(cavity, [to_roi(poly)], 255, cv2.LINE_AA, shift)
-        mw = float(np.linalg.norm(upper[-1] - upper[0]))
-        ys = (np.arange(h, dtype=np.float32) + lo[1])[:, None]
-        # Cavity shading: darker in the middle, lighter towards the lips.
-        mid_y = (upper[5, 1] + lower[5, 1]) / 2
-        depth = np.clip(1.0 - np.abs(ys - mid_y) / max(gap / 2, 1.0), 0, 1)[..., None]
-        colour = CAVITY_EDGE + (CAVITY_DEEP - CAVITY_EDGE) * depth
-        colour = np.broadcast_to(colour, (h, w, 3)).copy()
-        # Tongue: a low ellipse behind the lower teeth when the mouth is well open.
-        if gap > 0.12 * mw:
-            t_centre = (lower[5] - lo + (0, -0.15 * gap)) * (1 << shift)
-            axes = (0.28 * mw * (1 << shift), 0.35 * gap * (1 << shift))
-            tongue = np.zeros((h, w), np.uint8)
-            cv2.ellipse(tongue, (int(t_centre[0]), int(t_centre[1])), (int(axes[0]), int(axes[1])), 0, 180, 360,
-                        255, -1, cv2.LINE_AA, shift)
-            t = (tongue.astype(np.float32) / 255.0)[..., None]
-            colour += (TONGUE - colour) * t * 0.7
-        # Teeth: bands under the upper lip and above the lower lip, narrower than the mouth.
-        for contour, height, tone, trim in ((upper, min(0.10 * mw, 0.42 * gap), 1.0, 2),
-                                            (lower, -min(0.035 * mw, 0.14 * gap), 0.78, 3)):
-            if abs(height) < 0.8:
-                continue
-            inner = contour[trim:-trim]
-            band = np.concatenate([inner, inner[::-1] + (0, height)])
-            teeth = np.zeros((h, w), np.uint8)
-            cv2.fillPoly(teeth, [to_roi(band)], 255, cv2.LINE_AA, shift)
-            xs = (np.arange(w, dtype=np.float32) + lo[0])[None, :]
-            cx = (contour[0, 0] + contour[-1, 0]) / 2
-            shade = np.clip(1.0 - 0.55 * (np.abs(xs - cx) / max(mw / 2, 1.0)) ** 2, 0.35, 1.0)
-            t = (teeth.astype(np.float32) / 255.0 * shade)[..., None]
-            colour += (TEETH * tone - colour) * t
-        alpha = cv2.GaussianBlur(cavity, (3, 3), 0).astype(np.float32) / 255.0
-        xs = (np.arange(w, dtype=np.float32) + lo[0])[None, :]
-        taper = 1.0 - np.clip(np.abs(xs - centre[0]) / max(0.5 * mw * 0.9, 1.0), 0, 1) ** 6  # fade at the corners
-        alpha *= taper * min(1.0, (jaw - 0.02) / 0.12)
-        roi = frame[lo[1]:hi[1], lo[0]:hi[0]].astype(np.float32)
-        roi += (colour - roi) * alpha[..., None]
-        frame[lo[1]:hi[1], lo[0]:hi[0]] = roi.astype(np.uint8)
+        for upper_idx, lower_idx in EYES:
+            close_eyelids(frame, self.moved_landmarks(c, upper_idx), self.moved_landmarks(c, lower_idx), amount)
 
     def render(self, c: FrameControls) -> np.ndarray:
-        frame = self.warp(c)
-        self.paint_mouth(frame, c)
+        # Blinks are eyelids drawn over the eye, not a warp: the warp runs without the blink field, so glasses,
+        # brows and hair around the eyes stay rigid.
+        amps = c.amps.copy()
+        amps[_BLINK] = 0.0
+        still_eyes = dataclasses.replace(c, amps=amps)
+        frame = self.warp(still_eyes)
+        self.paint_mouth(frame, still_eyes)
+        self.blink(frame, still_eyes, float(c.amps[_BLINK]))
         return frame

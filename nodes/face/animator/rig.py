@@ -54,7 +54,9 @@ def design_moves(lm: np.ndarray) -> dict[str, np.ndarray]:
     open_px = 0.26 * mw
     jaw = moves["jaw"]
     for i in set(A.LOWER_LIP_OUTER) | set(A.LOWER_LIP_INNER) | {18, 83, 313, 200, 199, 175, 201, 421, 194, 418}:
-        jaw[i] = (0, open_px)
+        # The lower lip drops most in the middle: the opening is lens-shaped, not a slot with vertical ends.
+        rel = min(1.0, abs(lm[i, 0] - mouth_c[0]) / (mw / 2))
+        jaw[i] = (0, open_px * (0.65 + 0.35 * (1.0 - rel ** 2)))
     jaw[list(A.JAW_LOWER)] = 0.0
     chin_x = lm[A.CHIN, 0]
     half = max(abs(lm[172, 0] - chin_x), abs(lm[397, 0] - chin_x), 1.0)
@@ -65,7 +67,8 @@ def design_moves(lm: np.ndarray) -> dict[str, np.ndarray]:
         jaw[i] = (np.sign(mouth_c[0] - lm[i, 0]) * 0.04 * mw, 0.45 * open_px)
     for i in set(A.UPPER_LIP_OUTER) | set(A.UPPER_LIP_INNER):
         if i not in (61, 291, 78, 308):
-            jaw[i] = (0, -0.03 * open_px)
+            rel = min(1.0, abs(lm[i, 0] - mouth_c[0]) / (mw / 2))
+            jaw[i] = (0, -0.06 * open_px * (1.0 - rel ** 2))  # the upper lip lifts a little in the middle
 
     # Spread (E, I): corners outwards, lips thinner.
     spread = moves["spread"]

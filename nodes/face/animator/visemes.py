@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nodes.media import PhonemeTiming
+from nodes.io.media import PhonemeTiming
 
 
 @dataclass(frozen=True)

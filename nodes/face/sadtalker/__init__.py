@@ -1,10 +1,13 @@
 """SadTalker backend: the official checkpoints on our own implementation of its inference path (``_arch``).
 
-Files in ``models/sadtalker/`` (the user's copies of the official release; nothing is downloaded):
+Files in ``models/sadtalker/sadtalker-v0.0.2/`` (the user's copies of the official release; nothing is downloaded;
+the folder comes from the model catalogue, see ``nodes.face.checkpoints``):
 
 * ``SadTalker_V0.0.2_256.safetensors`` (or ``_512``): ``audio2exp.*``, ``audio2pose.*``, ``kp_extractor.*``,
   ``generator.*``, ``face_3drecon.*`` (and ``he_estimator.*``, unused at inference);
-* ``mapping_00229-model.pth.tar`` (crop) / ``mapping_00109-model.pth.tar`` (full): ``{'mapping': ...}``;
+* ``mapping_00229-model.pth.tar`` (crop, 70 coefficients) / ``mapping_00109-model.pth.tar`` (full, 73: the 70
+  plus the source's crop alignment s, tx, ty, held constant): ``{'mapping': ..., 'epoch', ...}``; the mapping net
+  is built with the coefficient count the checkpoint has;
 * ``similarity_Lm3D_all.mat`` (from SadTalker's ``src/config``): the 3D landmark template for aligning the photo
   for 3DMM reconstruction. Without it a template measured on our aligned crops is used (a close approximation).
 
@@ -49,12 +52,37 @@ class CheckpointMismatch(ValueError):
     pass
 
 
-def build_models() -> dict[str, Any]:
+MAPPING_FILES = {"crop": "mapping_00229-model.pth.tar", "full": "mapping_00109-model.pth.tar"}
+MAPPING_COEFFS = {"crop": 70, "full": 73}  # the official facerender.yaml / facerender_still.yaml
+
+
+def build_models(mapping_coeffs: int = 70) -> dict[str, Any]:
     from nodes.face.sadtalker import _arch
 
     return {"exp": _arch.ExpNet(), "pose": _arch.PoseNet(), "kp": _arch.KPDetector(),
-            "generator": _arch.OcclusionAwareSPADEGenerator(), "mapping": _arch.MappingNet(),
+            "generator": _arch.OcclusionAwareSPADEGenerator(), "mapping": _arch.MappingNet(coeff_nc=mapping_coeffs),
             "recon": _arch.ReconNet()}
+
+
+def read_mapping(path: Path) -> dict[str, Any]:
+    """The MappingNet tensors of an official ``mapping_*.pth.tar`` ({'mapping': state dict, 'epoch', ...})."""
+    import torch
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        state = ckpt["mapping"]
+    except Exception as exc:
+        raise CheckpointMismatch(f"{path.name}: expected a torch checkpoint with a 'mapping' entry ({exc})") from None
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def mapping_coefficients(state: dict[str, Any], source: str) -> int:
+    """How many 3DMM coefficients per frame the mapping net takes (70 crop, 73 full)."""
+    first = state.get("first.0.weight")
+    if first is None or first.ndim != 3:
+        raise CheckpointMismatch(f"{source}: no 'first.0.weight' (Conv1d) in the mapping weights: is it "
+                                 f"mapping_00229-model.pth.tar or mapping_00109-model.pth.tar?")
+    return int(first.shape[1])
 
 
 def _check(name: str, model, state: dict[str, Any], source: str) -> None:
@@ -89,22 +117,39 @@ def split_checkpoint(tensors: dict[str, Any], source: str) -> dict[str, dict[str
     return parts
 
 
-def load_models(directory: Path, size: int = 256, preprocess: str = "crop", device: str = "cpu") -> dict[str, Any]:
-    import torch
+def checkpoint_files(directory: Path | None, size: int, preprocess: str) -> tuple[Path, Path]:
+    """(SadTalker_V0.0.2_<size>.safetensors, mapping_*.pth.tar), from ``directory`` or the catalogue's folder
+    ``models/sadtalker/sadtalker-v0.0.2/``; ``CheckpointMissing`` names what to put where."""
+    from nodes.face.checkpoints import SADTALKER, CheckpointMissing, missing_message
+
+    names = [f"SadTalker_V0.0.2_{size}.safetensors", MAPPING_FILES[preprocess]]
+    if directory is not None:
+        absent = [n for n in names if not (directory / n).is_file()]
+        if absent:
+            raise CheckpointMissing(f"SadTalker needs {', '.join(absent)} in {directory}/ (this project never "
+                                    f"downloads weights)")
+        return directory / names[0], directory / names[1]
+    from nodes.face.checkpoints import model_folder
+
+    folder = model_folder(SADTALKER)
+    absent = [n for n in names if not (folder / n).is_file()]
+    if absent:
+        raise CheckpointMissing(f"SadTalker ({preprocess}, {size} px) needs " + missing_message(SADTALKER, absent))
+    return folder / names[0], folder / names[1]
+
+
+def load_models(directory: Path | None, size: int = 256, preprocess: str = "crop",
+                device: str = "cpu") -> dict[str, Any]:
     from safetensors.torch import load_file
 
-    main = directory / f"SadTalker_V0.0.2_{size}.safetensors"
-    mapping = directory / ("mapping_00109-model.pth.tar" if preprocess == "full" else "mapping_00229-model.pth.tar")
-    for path in (main, mapping):
-        if not path.is_file():
-            raise FileNotFoundError(f"SadTalker needs {path.name} in {directory}: copy the official checkpoints "
-                                    f"there (this project never downloads weights)")
-    models = build_models()
+    main, mapping = checkpoint_files(directory, size, preprocess)
+    mapping_state = read_mapping(mapping)
+    coeffs = mapping_coefficients(mapping_state, mapping.name)
+    if coeffs != MAPPING_COEFFS[preprocess]:
+        raise CheckpointMismatch(f"{mapping.name} takes {coeffs} coefficients per frame; SadTalker's {preprocess} "
+                                 f"mode uses {MAPPING_COEFFS[preprocess]} ({MAPPING_FILES[preprocess]})")
+    models = build_models(coeffs)
     parts = split_checkpoint(load_file(str(main)), main.name)
-    try:
-        mapping_state = torch.load(mapping, map_location="cpu", weights_only=True)["mapping"]
-    except Exception as exc:
-        raise CheckpointMismatch(f"{mapping.name}: expected a torch checkpoint with a 'mapping' entry ({exc})") from None
     parts["mapping"] = mapping_state
     for name, model in models.items():
         state = parts[name]
@@ -114,8 +159,10 @@ def load_models(directory: Path, size: int = 256, preprocess: str = "crop", devi
     return models
 
 
-def model_spec(directory: Path, size: int, preprocess: str):
-    from engine.model_manager import ModelSpec
+def model_spec(directory: Path | None, size: int, preprocess: str):
+    from engine.models.manager import ModelSpec
+
+    checkpoint_files(directory, size, preprocess)  # a missing file is reported before anything registers
 
     # fp32 parameters: ExpNet 2.8 M, PoseNet 9.1 M, KPDetector 41.9 M, generator 101.0 M, MappingNet 10.2 M,
     # ReconNet 24.0 M = 189.2 M
@@ -215,21 +262,15 @@ class SadTalkerBackend:
     @classmethod
     def from_context(cls, face: FaceAvatar, ctx: Any = None, directory: str | Path | None = None,
                      **options: Any) -> "SadTalkerBackend":
-        from engine.folders import folders
+        from nodes.face.checkpoints import SADTALKER, model_folder, use_model
 
-        directory = Path(directory) if directory else folders.models("sadtalker")
+        directory = Path(directory) if directory else None
         size = int(options.get("size", 256))
         preprocess = "full" if options.get("paste_back") else "crop"
-        models_mgr = getattr(ctx, "models", None) if ctx is not None else None
-        if models_mgr is not None:
-            spec = model_spec(directory, size, preprocess)
-            if spec.id not in models_mgr:
-                models_mgr.register(spec)
-            models = models_mgr.get(spec.id)
-        else:
-            models = load_models(directory, size, preprocess)
+        models = use_model(ctx, model_spec(directory, size, preprocess))
         device = str(next(models["generator"].parameters()).device)
-        return cls(face, models, template=load_template(directory), device=device, **options)
+        return cls(face, models, template=load_template(directory or model_folder(SADTALKER)), device=device,
+                   **options)
 
     # ---------------------------------------------------------------- FaceBackend
     def push(self, item) -> list[np.ndarray]:
@@ -320,7 +361,10 @@ class SadTalkerBackend:
         n = len(coeffs)
         src_img = cv2.resize(self.face.image, (o.size, o.size), interpolation=cv2.INTER_AREA)
         source = torch.from_numpy(src_img.astype(np.float32) / 255.0).permute(2, 0, 1)[None].to(self.device)
-        src_sem = np.repeat(self._source[None, :70], 2 * SEMANTIC_RADIUS + 1, 0).T[None]  # (1, 70, 27)
+        n_coeffs = int(self.models["mapping"].first[0].weight.shape[1])  # 70 (crop) or 73 (full)
+        if n_coeffs > 70:  # full: the source's crop alignment rides along, constant, as the official code does
+            coeffs = np.concatenate([coeffs[:, :70], np.repeat(self._source[None, 70:n_coeffs], n, 0)], 1)
+        src_sem = np.repeat(self._source[None, :n_coeffs], 2 * SEMANTIC_RADIUS + 1, 0).T[None]  # (1, C, 27)
         frames = []
         with torch.inference_mode():
             kp_canonical = self.models["kp"](source)

@@ -1,5 +1,6 @@
-"""Wav2Lip backend: the official checkpoints (``models/wav2lip/wav2lip_gan.pth`` or ``wav2lip.pth``) on our own
-implementation of the architecture (``_arch``), fed by our mel front end (``mel``).
+"""Wav2Lip backend: the official checkpoints (``models/wav2lip/wav2lip-gan/wav2lip_gan.pth``, else
+``models/wav2lip/wav2lip/wav2lip.pth``; see ``nodes.face.checkpoints``) on our own implementation of the
+architecture (``_arch``), fed by our mel front end (``mel``).
 
 Per frame: the face box (from the avatar's landmarks, like S3FD's box with 10 px below the chin) is resized to
 96x96; the model sees it with its lower half masked plus the unmasked reference, and the mel window that starts
@@ -23,7 +24,6 @@ from nodes.face.wav2lip import mel as M
 
 log = logging.getLogger(__name__)
 
-CHECKPOINTS = ("wav2lip_gan.pth", "wav2lip.pth")
 FACE_SIZE = 96
 BOX_PAD_BOTTOM = 10  # the official inference pads S3FD's box by 10 px below
 PARAMS = 36_298_035  # parameters of the generator (for the memory estimate)
@@ -37,14 +37,6 @@ def build_model():
     from nodes.face.wav2lip._arch import Wav2Lip
 
     return Wav2Lip()
-
-
-def find_checkpoint(models_dir: Path) -> Path:
-    for name in CHECKPOINTS:
-        if (models_dir / name).is_file():
-            return models_dir / name
-    raise FileNotFoundError(f"no Wav2Lip checkpoint in {models_dir}: put the official wav2lip_gan.pth or "
-                            f"wav2lip.pth there (this project never downloads weights)")
 
 
 def read_state_dict(path: Path) -> dict[str, Any]:
@@ -89,7 +81,7 @@ def load_model(path: Path, device: str = "cpu"):
 
 
 def model_spec(path: Path):
-    from engine.model_manager import ModelSpec
+    from engine.models.manager import ModelSpec
 
     return ModelSpec(id=f"wav2lip:{path.name}", kind="wav2lip", size_bytes=PARAMS * 4,
                      load=lambda device: load_model(path, device), to_device=lambda m, d: m.to(d),
@@ -152,17 +144,10 @@ class Wav2LipBackend:
     @classmethod
     def from_context(cls, face: FaceAvatar, ctx: Any = None, checkpoint: str | Path | None = None,
                      **options: Any) -> "Wav2LipBackend":
-        from engine.folders import folders
+        from nodes.face.checkpoints import use_model, wav2lip_checkpoint
 
-        path = Path(checkpoint) if checkpoint else find_checkpoint(folders.models("wav2lip"))
-        models = getattr(ctx, "models", None) if ctx is not None else None
-        if models is not None:
-            spec = model_spec(path)
-            if spec.id not in models:
-                models.register(spec)
-            model = models.get(spec.id)
-        else:
-            model = load_model(path)
+        path = Path(checkpoint) if checkpoint else wav2lip_checkpoint()
+        model = use_model(ctx, model_spec(path))
         device = str(next(model.parameters()).device)
         return cls(face, model, device=device, **options)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nodes.media import PhonemeTiming
+from nodes.io.media import PhonemeTiming
 from nodes.speak.voice import Voice
 
 
@@ -65,7 +65,3 @@ class TTSBackend(ABC):
         reason = self.missing(language, voice_name)
         if reason is not None:
             raise BackendUnavailable(reason)
-
-
-def int16_to_float(samples: np.ndarray) -> np.ndarray:
-    return (samples.astype(np.float32) / 32768.0).clip(-1.0, 1.0)

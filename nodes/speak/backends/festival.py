@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from nodes.media import PhonemeTiming
+from nodes.io.media import PhonemeTiming
 from nodes.speak.backends.base import BackendUnavailable, SpeechPiece, Synthesizer, TTSBackend
 from nodes.speak.voice import Voice
 

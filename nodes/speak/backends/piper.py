@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from nodes.media import PhonemeTiming
+from nodes.io.media import PhonemeTiming
 from nodes.speak.backends.base import BackendUnavailable, SpeechPiece, Synthesizer, TTSBackend
 from nodes.speak.voice import Voice
 

@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.folders import folders
-from nodes.media import Audio
+from engine.files.folders import folders
+from nodes.common.audio import resample
+from nodes.io.media import Audio
 from nodes.speak.backends.base import BackendUnavailable, SpeechPiece, Synthesizer, TTSBackend
 from nodes.speak.voice import Voice, XttsLatents
 
@@ -29,8 +30,13 @@ TRAINING_FILES = ("dvae.pth", "mel_stats.pth")  # needed only to fine-tune
 LANGUAGES = ("ru", "en")
 
 
+OFFICIAL_FOLDER = "xtts-v2"  # models/xtts/xtts-v2/: the manifest's id for the official release
+ALIASES = {"default": OFFICIAL_FOLDER, "base": OFFICIAL_FOLDER}  # the node's default / training's base
+
+
 def checkpoint_dir(voice_name: str) -> Path:
-    return folders.models("xtts") / voice_name
+    """``models/xtts/<voice>/``; ``default`` and ``base`` name the official release in ``models/xtts/xtts-v2/``."""
+    return folders.models("xtts") / ALIASES.get(voice_name, voice_name)
 
 
 def missing_files(folder: Path) -> list[str]:
@@ -70,7 +76,7 @@ def compute_latents(model: Any, clips: Sequence[Audio], checkpoint: str, gpt_con
     tensors, embeddings = [], []
     with torch.inference_mode():
         for clip in clips:
-            audio = torch.from_numpy(_resample(clip.samples, clip.sample_rate, sr)).float()[None, :]
+            audio = torch.from_numpy(resample(clip.samples, clip.sample_rate, sr)).float()[None, :]
             audio = audio[:, : sr * 30]
             embeddings.append(model.get_speaker_embedding(audio, sr))
             tensors.append(audio)
@@ -81,17 +87,10 @@ def compute_latents(model: Any, clips: Sequence[Audio], checkpoint: str, gpt_con
                        speaker_embedding=speaker.cpu().numpy().astype(np.float32))
 
 
-def _resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
-    if rate == target:
-        return samples.astype(np.float32)
-    import soxr
-
-    return soxr.resample(samples.astype(np.float32), rate, target).astype(np.float32)
-
-
 class XttsSynthesizer(Synthesizer):
-    def __init__(self, folder: Path, language: str, stream_chunk_size: int = 20):
+    def __init__(self, folder: Path, language: str, stream_chunk_size: int = 20, name: str | None = None):
         self.folder = folder
+        self.name = name or folder.name  # the voice name latents are tagged with ("default" -> xtts-v2/)
         self.language = language
         self.stream_chunk_size = stream_chunk_size
         self.model = load_model(folder)
@@ -108,12 +107,12 @@ class XttsSynthesizer(Synthesizer):
         if manager is not None and getattr(manager, "speakers", None):
             name = next(iter(manager.speakers))
             gpt, spk = manager.speakers[name].values()
-            self._default = XttsLatents(self.folder.name, gpt.cpu().numpy(), spk.cpu().numpy())
+            self._default = XttsLatents(self.name, gpt.cpu().numpy(), spk.cpu().numpy())
         elif (self.folder / "reference.wav").is_file():
             import soundfile as sf
 
             samples, rate = sf.read(self.folder / "reference.wav", dtype="float32", always_2d=True)
-            self._default = compute_latents(self.model, [Audio(samples.mean(axis=1), rate)], self.folder.name)
+            self._default = compute_latents(self.model, [Audio(samples.mean(axis=1), rate)], self.name)
         else:
             raise BackendUnavailable(
                 f"XTTS needs a speaker: connect a VOICE (LoadVoice with reference clips) or put "
@@ -121,7 +120,7 @@ class XttsSynthesizer(Synthesizer):
         return self._default
 
     def latents_for(self, clips: Sequence[Audio]) -> XttsLatents:
-        return compute_latents(self.model, clips, self.folder.name)
+        return compute_latents(self.model, clips, self.name)
 
     def token_budget(self, sentence: str) -> int:
         """Most audio tokens for ``sentence``: about 3x normal speech (1.4 tokens per character), so a model that
@@ -164,7 +163,7 @@ class XttsBackend(TTSBackend):
 
     def load(self, language: str, voice_name: str = "default") -> XttsSynthesizer:
         self.check(language, voice_name)
-        return XttsSynthesizer(checkpoint_dir(voice_name), language)
+        return XttsSynthesizer(checkpoint_dir(voice_name), language, name=voice_name)
 
     def size_bytes(self, language: str, voice_name: str = "default") -> int:
         path = checkpoint_dir(voice_name) / "model.pth"

@@ -14,6 +14,13 @@ const STAGES: [string, string][] = [
   ["first_frame_played", "frame played"],
 ];
 
+const LANGUAGE_LABELS: Record<string, string> = { auto: "auto", ru: "Русский", en: "English" };
+const LANGUAGE_KEY = "avatargraph.talk.language"; // remembered for this browser session
+
+function savedLanguage(): string | null {
+  try { return sessionStorage.getItem(LANGUAGE_KEY); } catch { return null; }
+}
+
 const apiBase = (import.meta.env.BASE_URL || "/talk/").replace(/\/talk\/?$/, "");
 
 function Select(props: { label: string; value: string; options: string[]; onChange: (v: string) => void; disabled: boolean }) {
@@ -38,7 +45,7 @@ export default function App() {
   const client = useRef<TalkClient | null>(null);
   const transcriptEnd = useRef<HTMLDivElement>(null);
   const [options, setOptions] = useState<Options | null>(null);
-  const [choice, setChoice] = useState({ persona: "", photo: "", voice: "", workflow: "" });
+  const [choice, setChoice] = useState({ persona: "", photo: "", voice: "", workflow: "", language: "auto" });
   const [state, setState] = useState<AvatarState | "off">("off");
   const [lines, setLines] = useState<Line[]>([]);
   const [latency, setLatency] = useState<TurnLatency[]>([]);
@@ -49,7 +56,13 @@ export default function App() {
   useEffect(() => {
     fetch(`${apiBase}/api/talk/options${location.search}`)
       .then((r) => (r.ok ? r.json() : Promise.reject(new Error(`options: HTTP ${r.status}`))))
-      .then((o: Options) => { setOptions(o); setChoice(o.defaults); })
+      .then((o: Options) => {
+        setOptions(o);
+        const languages = o.languages ?? ["auto", "ru", "en"];
+        const saved = savedLanguage();
+        const language = saved && languages.includes(saved) ? saved : o.defaults.language ?? "auto";
+        setChoice({ ...o.defaults, language });
+      })
       .catch((e: Error) => setError(e.message));
     return () => client.current?.close();
   }, []);
@@ -96,6 +109,21 @@ export default function App() {
             options={options[`${k}s` as "personas" | "photos" | "voices" | "workflows"]}
             onChange={(v) => setChoice({ ...choice, [k]: v })} />
         ))}
+        {options && (
+          <label className="flex flex-col text-xs text-slate-400 gap-1 min-w-0">
+            I speak
+            <select data-testid="language" aria-label="language"
+              className="bg-slate-800 text-slate-100 rounded px-2 py-1 text-sm disabled:opacity-50"
+              value={choice.language} disabled={connected}
+              onChange={(e) => {
+                const language = e.target.value;
+                try { sessionStorage.setItem(LANGUAGE_KEY, language); } catch { /* storage off: not remembered */ }
+                setChoice({ ...choice, language });
+              }}>
+              {(options.languages ?? ["auto", "ru", "en"]).map((l) => <option key={l} value={l}>{LANGUAGE_LABELS[l] ?? l}</option>)}
+            </select>
+          </label>
+        )}
         <button data-testid="connect" onClick={connect} disabled={connected || !options}
           className="rounded bg-emerald-600 hover:bg-emerald-500 disabled:opacity-40 px-4 py-1.5 text-sm font-medium">
           {connected ? "Connected" : "Start"}

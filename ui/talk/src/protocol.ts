@@ -16,7 +16,8 @@ export interface Options {
   photos: string[];
   voices: string[];
   workflows: string[];
-  defaults: { persona: string; photo: string; voice: string; workflow: string };
+  languages?: string[]; // the spoken languages the session can be set to (auto, ru, en)
+  defaults: { persona: string; photo: string; voice: string; workflow: string; language?: string };
 }
 
 export type ServerMessage =
@@ -32,6 +33,7 @@ export interface StartMessage {
   persona: string;
   photo: string;
   voice: string;
+  language: string; // "auto" | "ru" | "en": what the user speaks (the listen nodes' language)
   workflow: string;
   sample_rate: number;
 }

@@ -1,0 +1,1 @@
+"""ComfyUI's own execution tests, vendored (see README.md here): they run against our server."""

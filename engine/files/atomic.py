@@ -10,7 +10,6 @@ never sees a half-written file; a writer killed midway leaves only its hidden ``
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import shutil
 import uuid
@@ -18,10 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from engine.files.output_names import PART_SUFFIX
-
-_NO_LINKS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS)
-
+from engine.files.output_names import PART_SUFFIX, publish_file
 
 def private_temp(path: Path) -> Path:
     """A hidden temporary name beside ``path``, unique to this call."""
@@ -40,7 +36,7 @@ def write_with(path: Path, fill: Callable[[BinaryIO], None], overwrite: bool = T
             fill(f)
             f.flush()
             os.fsync(f.fileno())
-        return _move_in(tmp, path, overwrite)
+        return publish_file(tmp, path, overwrite)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -57,20 +53,3 @@ def copy_file(source: Path, path: Path, overwrite: bool = True) -> bool:
         with open(source, "rb") as src:
             shutil.copyfileobj(src, f)
     return write_with(path, fill, overwrite)
-
-
-def _move_in(tmp: Path, path: Path, overwrite: bool) -> bool:
-    if overwrite:
-        os.replace(tmp, path)
-        return True
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        return False
-    except OSError as exc:
-        if exc.errno not in _NO_LINKS:
-            raise
-        if path.exists():
-            return False
-        os.replace(tmp, path)  # no hard links on this file system: a narrow window remains
-    return True

@@ -202,7 +202,7 @@ class OutputClaim:
         # replacing is allowed only over this prompt's own earlier output: after a takeover, or as the earlier
         # run that a re-run took over from
         replace = same_prompt and (self.previous is not None or current.run != self.record.run)
-        if not _link_or_rename(self.temp, self.path, replace=replace):
+        if not publish_file(self.temp, self.path, replace=replace):
             log.warning("%s appeared without a claim; publishing under the next free number", self.path)
             return self._publish_elsewhere()
         if current.run == self.record.run:
@@ -245,8 +245,10 @@ class OutputClaim:
             self.abort()
 
 
-def _link_or_rename(temp: Path, final: Path, replace: bool) -> bool:
-    """Put ``temp`` at ``final``; False when ``final`` exists and ``replace`` is not allowed."""
+def publish_file(temp: Path, final: Path, replace: bool) -> bool:
+    """Put ``temp`` at ``final`` atomically; False (``temp`` left in place) when ``final`` exists and ``replace``
+    is not allowed. A hard link cannot overwrite; where the file system has none, a rename after a check (the
+    claim, or the caller's care, covers the narrow window left)."""
     if replace:
         os.replace(temp, final)
         return True
@@ -257,7 +259,7 @@ def _link_or_rename(temp: Path, final: Path, replace: bool) -> bool:
     except OSError as exc:
         if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS):
             raise
-        if final.exists():  # no hard links here: the claim protects the rename
+        if final.exists():
             return False
         os.replace(temp, final)
         return True

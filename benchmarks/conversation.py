@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # first: benchmarks/engine.py must not shadow the engine package
 
 from engine.live.latency import percentile  # noqa: E402
+from nodes.common.audio import float_to_pcm16  # noqa: E402
 
 JUDGES = ("character_break", "echo", "self_repeat", "identity_swap", "wrong_language", "filler", "too_long", "markup", "masculine",
           "empty")
@@ -100,8 +101,7 @@ def espeak(text: str, lang: str, folder: Path) -> np.ndarray:
     installed (Whisper base hears espeak-ng's Russian badly, which would test the user's voice, not the avatar)."""
     import shutil
 
-    import soundfile
-    import soxr
+    from nodes.common.audio import load_audio
 
     path = folder / f"u{abs(hash((text, lang)))}.wav"
     if lang == "ru" and shutil.which("text2wave"):
@@ -112,10 +112,7 @@ def espeak(text: str, lang: str, folder: Path) -> np.ndarray:
     else:
         subprocess.run(["espeak-ng", "-v", VOICES[lang], "-s", "160", "-w", str(path), text], check=True,
                        capture_output=True)
-    samples, rate = soundfile.read(path, dtype="float32")
-    if samples.ndim > 1:
-        samples = samples.mean(axis=1)
-    return soxr.resample(samples, rate, RATE).astype(np.float32)
+    return load_audio(path, RATE).samples
 
 
 @dataclass
@@ -212,7 +209,7 @@ class TalkDriver:
         voiced = np.flatnonzero(np.abs(samples) > 0.02)
         if len(voiced):
             samples = samples[: voiced[-1] + 1]  # the utterance ends with its last voiced sample
-        pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+        pcm = float_to_pcm16(samples)
         self._spoken.clear()
         self._speech = [pcm[i:i + FRAME * 2] for i in range(0, len(pcm), FRAME * 2)]
         await self._spoken.wait()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from nodes.common.audio import StreamResampler
 from server.talk.protocol import AUDIO_RATE
 
 JPEG_QUALITY = 80
@@ -17,18 +17,12 @@ class MediaEncoder:
 
     def __init__(self) -> None:
         self._turn = -1
-        self._rate = 0
-        self._resampler: Any = None
+        self._resample = StreamResampler(AUDIO_RATE)
 
     def audio(self, turn: int, samples: np.ndarray, rate: int) -> bytes:
-        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
-        if rate != AUDIO_RATE:
-            import soxr
-
-            if turn != self._turn or rate != self._rate or self._resampler is None:
-                self._resampler = soxr.ResampleStream(rate, AUDIO_RATE, 1, dtype="float32", quality="HQ")
-                self._turn, self._rate = turn, rate
-            samples = self._resampler.resample_chunk(samples)
+        if turn != self._turn:  # a new turn starts a new stream
+            self._turn, self._resample = turn, StreamResampler(AUDIO_RATE)
+        samples = self._resample(samples, rate)
         pcm = np.clip(samples, -1.0, 1.0)
         return (pcm * 32767.0).astype("<i2").tobytes()
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from nodes.common.audio import StreamResampler
 from nodes.face import avatar as A
 from nodes.face.avatar import FaceAvatar
 from nodes.face.wav2lip import mel as M
@@ -256,8 +257,7 @@ class SadTalkerBackend:
         self.options = SadTalkerOptions(**options)
         self._audio: list[np.ndarray] = []
         self._frames = 0
-        self._resampler: Any = None
-        self._rate: int | None = None
+        self._resample = StreamResampler(M.SAMPLE_RATE)
 
     @classmethod
     def from_context(cls, face: FaceAvatar, ctx: Any = None, directory: str | Path | None = None,
@@ -274,14 +274,7 @@ class SadTalkerBackend:
 
     # ---------------------------------------------------------------- FaceBackend
     def push(self, item) -> list[np.ndarray]:
-        import soxr
-
-        samples = np.asarray(item.samples, np.float32)
-        if item.sample_rate != M.SAMPLE_RATE:
-            if self._resampler is None or self._rate != item.sample_rate:
-                self._resampler = soxr.ResampleStream(item.sample_rate, M.SAMPLE_RATE, 1, dtype="float32")
-                self._rate = item.sample_rate
-            samples = self._resampler.resample_chunk(samples)
+        samples = self._resample(item.samples, item.sample_rate)
         self._audio.append(samples)
         self._frames += 1
         return []

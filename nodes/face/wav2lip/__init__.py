@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from nodes.common.audio import StreamResampler
 from nodes.face import avatar as A
 from nodes.face.avatar import FaceAvatar
 from nodes.face.wav2lip import mel as M
@@ -136,8 +137,7 @@ class Wav2LipBackend:
         self._audio = np.zeros(0, np.float32)  # 16 kHz stream samples from self._offset on
         self._offset = 0
         self._total = 0  # 16 kHz samples received
-        self._resampler: Any = None
-        self._rate: int | None = None
+        self._resample = StreamResampler(M.SAMPLE_RATE)
         self._pending: deque[tuple[int, np.ndarray]] = deque()  # (frame index, base image)
         self._next_index = 0
 
@@ -153,13 +153,7 @@ class Wav2LipBackend:
 
     # ---------------------------------------------------------------- audio
     def _add_audio(self, samples: np.ndarray, rate: int) -> None:
-        import soxr
-
-        if rate != M.SAMPLE_RATE:
-            if self._resampler is None or self._rate != rate:
-                self._resampler = soxr.ResampleStream(rate, M.SAMPLE_RATE, 1, dtype="float32")
-                self._rate = rate
-            samples = self._resampler.resample_chunk(np.asarray(samples, np.float32))
+        samples = self._resample(samples, rate)
         self._audio = np.concatenate([self._audio, np.asarray(samples, np.float32)])
         self._total += len(samples)
 

@@ -8,9 +8,9 @@
 * memory: resident set size growth, peak RSS, and the models' weight bytes;
 * ``docs/face_contact_sheet.png``: frames from one animator run (mouth closed, mouth open, a blink, a smile).
 
-* ``--quality`` (``--sheets``): on 10 portraits (3 held back), identity similarity (dlib ResNet descriptors of
-  the frames vs the photo), mouth flatness (share of the mouth region in large uniform-colour areas, open frames vs
-  the photo), flicker outside the mouth and eyes, lip sync (as benchmarks/lipsync.py) and fps; 2x mouth sheets.
+* ``--quality`` (``--sheets``): on 11 portraits (3 held back, 1 blind; see benchmarks/face_portraits.py), identity
+  similarity (dlib ResNet descriptors of the frames vs the photo), mouth flatness (share of the mouth region in
+  large uniform-colour areas, open frames vs the photo), flicker outside the mouth and eyes, lip sync (as benchmarks/lipsync.py) and fps; 2x mouth sheets.
 
 Run: ``.venv/bin/python benchmarks/face.py [--skip-neural] [--quality [--sheets]]``; the last line printed is JSON.
 """
@@ -167,88 +167,26 @@ def _sheet_rows(face):
 
 # ------------------------------------------------------------------------------------------------ quality
 
-HELD_BACK = ("t1_man_smiling", "hopper_low_light", "astronaut_deep_tone")  # never looked at while tuning
-T1_CROPS = {  # (x0, y0, x1, y1) in insightface's sample t1.jpg (1280x886)
-    "t1_man_three_quarter": (420, 200, 660, 460),
-    "t1_man_smiling": (700, 270, 920, 500),
-    "t1_man_turned": (860, 0, 1100, 240),
-    "t1_woman_three_quarter": (240, 90, 440, 300),
-}
-
-
-def _package_file(package: str, *parts: str) -> Path | None:
-    """A data file inside an installed distribution, found without importing the package."""
+def load_portraits():
+    """benchmarks/face_portraits.py as a module (the portraits, their sources and licences, and their groups)."""
     import importlib.util
 
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(spec.submodule_search_locations[0], *parts)
-    return path if path.is_file() else None
+    if "face_portraits_benchmark" in sys.modules:
+        return sys.modules["face_portraits_benchmark"]
+    spec = importlib.util.spec_from_file_location("face_portraits_benchmark", ROOT / "benchmarks" / "face_portraits.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
-def _with_glasses(photo: np.ndarray) -> np.ndarray:
-    """Thin dark frames drawn over the eyes (made here): tests that glasses stay rigid."""
-    import cv2
-
-    from nodes.face import avatar as A
-    from nodes.face.prepare import prepare_avatar
-
-    face = prepare_avatar(photo)
-    m = face.crop_to_photo
-    to_photo = lambda p: m[:, :2] @ p + m[:, 2]  # noqa: E731
-    eyes = [to_photo(face.points(A.RIGHT_EYE).mean(0)), to_photo(face.points(A.LEFT_EYE).mean(0))]
-    io = float(np.linalg.norm(eyes[1] - eyes[0]))
-    out = photo.copy()
-    thick = max(2, int(0.055 * io))
-    for c in eyes:
-        cv2.ellipse(out, (int(c[0]), int(c[1] + 0.05 * io)), (int(0.42 * io), int(0.3 * io)), 0, 0, 360,
-                    (28, 24, 22), thick, cv2.LINE_AA)
-    bridge_y = int((eyes[0][1] + eyes[1][1]) / 2 - 0.05 * io)
-    cv2.line(out, (int(eyes[0][0] + 0.42 * io), bridge_y), (int(eyes[1][0] - 0.42 * io), bridge_y), (28, 24, 22),
-             thick, cv2.LINE_AA)
-    return out
-
-
-def _deep_tone(photo: np.ndarray) -> np.ndarray:
-    """Skin (YCrCb skin range) darkened towards a deep brown, the rest untouched (made here; a tone variant, not a
-    different person)."""
-    import cv2
-
-    ycc = cv2.cvtColor(photo, cv2.COLOR_RGB2YCrCb).astype(np.float32)
-    skin = ((ycc[..., 1] > 135) & (ycc[..., 1] < 180) & (ycc[..., 2] > 85) & (ycc[..., 2] < 135)).astype(np.float32)
-    skin = cv2.GaussianBlur(skin, (0, 0), 3)[..., None]
-    dark = photo.astype(np.float32) * np.array([0.42, 0.33, 0.28], np.float32)
-    return np.clip(photo * (1 - skin) + dark * skin, 0, 255).astype(np.uint8)
-
-
-def _low_light(photo: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Dim, under-exposed and noisy (made here)."""
-    rng = np.random.default_rng(seed)
-    dim = 255.0 * (photo.astype(np.float32) / 255.0) ** 1.6 * 0.45
-    return np.clip(dim + rng.normal(0, 3.0, dim.shape), 0, 255).astype(np.uint8)
+_P = load_portraits()
+HELD_BACK, BLIND, _package_file, _with_glasses = _P.HELD_BACK, _P.BLIND, _P.package_file, _P.with_glasses
 
 
 def benchmark_portraits() -> dict[str, tuple[np.ndarray, str]]:
-    """name -> (photo, where it comes from). Registry packages: skimage's astronaut (NASA, public domain),
-    matplotlib's Grace Hopper (public domain), insightface's sample t1.jpg (four faces cut out; licence of the
-    photo not stated by the package: benchmark use only). Made here: glasses, tone and low-light variants."""
-    import cv2
-
-    lipsync = load_lipsync()
-    base = lipsync.portraits()
-    out = {"astronaut": (base["astronaut"], "skimage.data.astronaut (public domain)"),
-           "grace_hopper": (base["grace_hopper"], "matplotlib sample data (public domain)"),
-           "astronaut_tilted": (base["astronaut_tilted"], "made here: mirrored, rotated, smaller, warmer"),
-           "astronaut_glasses": (_with_glasses(base["astronaut"]), "made here: glasses drawn on the astronaut"),
-           "hopper_low_light": (_low_light(base["grace_hopper"]), "made here: Grace Hopper under-exposed, noisy"),
-           "astronaut_deep_tone": (_deep_tone(base["astronaut"]), "made here: astronaut, skin darkened")}
-    t1 = _package_file("insightface", "data", "images", "t1.jpg")
-    if t1 is not None:
-        group = cv2.cvtColor(cv2.imread(str(t1)), cv2.COLOR_BGR2RGB)
-        for name, (x0, y0, x1, y1) in T1_CROPS.items():
-            out[name] = (np.ascontiguousarray(group[y0:y1, x0:x1]), "insightface==2.1 data/images/t1.jpg (cut out)")
-    return out
+    """name -> (photo, where it comes from and its licence): see benchmarks/face_portraits.py."""
+    return _P.benchmark_portraits(load_lipsync())
 
 
 class IdentityEmbedder:
@@ -385,7 +323,7 @@ def mouth_sheet(runs: list[dict], path: Path) -> None:
         tiles.append(cv2.resize(eye, (4 * half_w, 2 * half_h), interpolation=cv2.INTER_AREA))
         tiles[-1] = np.concatenate([tiles[-1], np.full((2 * half_h, 4 * half_w, 3), 255, np.uint8)], 0)
         label = np.full((28, 4 * half_w * len(tiles), 3), 255, np.uint8)
-        text = (f"{run['portrait']}{' (held back)' if run['portrait'] in HELD_BACK else ''}: photo | openings "
+        text = (f"{run['portrait']} ({_group(run['portrait'])}): photo | openings "
                 f"25/50/75/100 % | blink   identity {run['identity_mean']:.3f}, flatness "
                 f"{run['mouth_flatness_open']:.3f} vs photo {run['mouth_flatness_photo']:.3f}")
         cv2.putText(label, text, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
@@ -394,25 +332,37 @@ def mouth_sheet(runs: list[dict], path: Path) -> None:
     Image.fromarray(np.concatenate(rows, 0)).save(path, optimize=True)
 
 
-def quality(seconds: float, sheets: bool, log=print) -> dict:
-    """Identity, mouth flatness, flicker, lip sync and fps of the default animator on every benchmark portrait;
-    held-back portraits are summarised apart."""
+def _group(name: str) -> str:
+    return "blind" if name in BLIND else "held back" if name in HELD_BACK else "tuning set"
+
+
+def quality(seconds: float, sheets: bool, log=print, only: tuple[str, ...] = (),
+            sheet_dir: Path | None = None) -> dict:
+    """Identity, mouth flatness, flicker, lip sync and fps of the default animator on every benchmark portrait
+    (or ``only`` those); the tuning set, the held-back and the blind portraits are summarised apart. Sheets go to
+    ``sheet_dir`` (default docs/)."""
     audio, sr = speech(seconds)
     embed = IdentityEmbedder()
     runs = []
     for name, (photo, source) in benchmark_portraits().items():
+        if only and name not in only:
+            continue
         run = quality_run(name, photo, audio, sr, embed)
         runs.append(run)
         log(f"{name:24s} identity {run['identity_mean']:.3f} (min {run['identity_min']:.3f})  mouth flatness "
             f"{run['mouth_flatness_open']:.3f} vs photo {run['mouth_flatness_photo']:.3f} (ratio "
             f"{run['flatness_ratio']:.2f})  flicker {run['flicker']:.2f}  lip sync {run['lipsync_agreement'] * 100:.1f}%"
             f" lag {run['lag_frames']:+d}  {run['fps']:.0f} fps ({run['fps_per_cpu_second']:.0f}/CPU-s)   [{source}]")
+    groups = ("tuning set", "held back", "blind")
     if sheets:
-        for group, names in (("", [r for r in runs if r["portrait"] not in HELD_BACK]),
-                             ("_held_back", [r for r in runs if r["portrait"] in HELD_BACK])):
-            if names:
-                mouth_sheet(names, ROOT / "docs" / f"face_mouths{group}.png")
-        log("contact sheets: docs/face_mouths.png, docs/face_mouths_held_back.png")
+        out = sheet_dir or ROOT / "docs"
+        paths = {"tuning set": out / "face_mouths.png", "held back": out / "face_mouths_held_back.png",
+                 "blind": out / "face_mouths_blind.png"}
+        for group in groups:
+            rs = [r for r in runs if _group(r["portrait"]) == group]
+            if rs:
+                mouth_sheet(rs, paths[group])
+                log(f"contact sheet ({group}): {paths[group]}")
     public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in runs]
 
     def summary(rs: list[dict]) -> dict:
@@ -426,17 +376,18 @@ def quality(seconds: float, sheets: bool, log=print) -> dict:
                 "fps_median": float(np.median([r["fps"] for r in rs])),
                 "fps_per_cpu_second_median": float(np.median([r["fps_per_cpu_second"] for r in rs]))}
 
-    dev = summary([r for r in public if r["portrait"] not in HELD_BACK])
-    held = summary([r for r in public if r["portrait"] in HELD_BACK]) if any(
-        r["portrait"] in HELD_BACK for r in public) else {}
-    for label, s in (("tuning set", dev), ("held back", held)):
+    results: dict = {"per_portrait": public}
+    for label in groups:
+        rs = [r for r in public if _group(r["portrait"]) == label]
+        s = summary(rs) if rs else {}
+        results[label.replace(" ", "_")] = s
         if s:
             log(f"{label}: identity mean {s['identity_mean']:.3f} (lowest portrait {s['identity_min_portrait']:.3f}; "
                 f"target >= 0.93), mouth flatness ratio <= {s['flatness_ratio_max']:.2f} (target <= 1.5), lip sync >= "
                 f"{s['lipsync_agreement_min'] * 100:.1f}% (target 97), |lag| <= {s['lag_max_abs']} (target 1), "
                 f"flicker <= {s['flicker_max']:.2f} grey levels, {s['fps_median']:.0f} fps median (target >= 50; "
                 f"{s['fps_per_cpu_second_median']:.0f} frames per CPU-second)")
-    return {"per_portrait": public, "tuning": dev, "held_back": held}
+    return results
 
 
 def main() -> None:
@@ -446,8 +397,10 @@ def main() -> None:
     ap.add_argument("--quality", action="store_true", help="identity, mouth flatness, flicker, lip sync on every "
                     "benchmark portrait (needs dlib-bin, face-recognition-models; insightface for four of them)")
     ap.add_argument("--sheets", action="store_true", help="with --quality: write the 2x mouth contact sheets to "
-                    "docs/face_mouths.png and docs/face_mouths_held_back.png")
+                    "docs/face_mouths.png, docs/face_mouths_held_back.png, docs/face_mouths_blind.png")
     ap.add_argument("--quality-seconds", type=float, default=4.0, help="speech per portrait for --quality")
+    ap.add_argument("--only", nargs="*", default=(), help="with --quality: only these portraits")
+    ap.add_argument("--sheet-dir", type=Path, help="with --sheets: write the sheets here instead of docs/")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     lipsync = load_lipsync()
@@ -462,7 +415,8 @@ def main() -> None:
     print(f"{results['date']}; {results['machine']}; load average {os.getloadavg()[0]:.1f} (other work on the CPU "
           f"slows every figure)")
     if args.quality:
-        results["quality"] = quality(args.quality_seconds, args.sheets)
+        results["quality"] = quality(args.quality_seconds, args.sheets, only=tuple(args.only),
+                                     sheet_dir=args.sheet_dir)
         results["load_average_1min_at_end"] = os.getloadavg()[0]
         print(f"load average at the end {os.getloadavg()[0]:.1f}")
         print(json.dumps(results))

@@ -12,7 +12,8 @@ Figures (pooled over all utterances of a portrait, and the worst utterance): (a)
 voice-active, (b) the lag of the cross-correlation peak of envelope and lip gap, in frames, (c) Pearson r of
 envelope and lip gap. Targets: (a) >= 97 %, (b) |lag| <= 1 frame, (c) r >= 0.9.
 
-Run: ``.venv/bin/python benchmarks/lipsync.py [--backend default] [--quick]``; the last line printed is JSON.
+Run: ``.venv/bin/python benchmarks/lipsync.py [--backend default] [--quick] [--face-portraits [NAME ...]]``; the last
+line printed is JSON.
 Needs espeak-ng (``flock /tmp/apt.lock apt-get install -y espeak-ng``).
 """
 
@@ -179,7 +180,7 @@ def score(db: np.ndarray, gap: np.ndarray) -> tuple[float, int, float]:
 
 
 def run(backend_name: str = "default", utterances=UTTERANCES, portrait_names: tuple[str, ...] | None = None,
-        workdir: Path | None = None, log=print) -> dict:
+        workdir: Path | None = None, log=print, photos: dict[str, np.ndarray] | None = None) -> dict:
     from nodes.face.nodes import make_backend
     from nodes.face.prepare import prepare_avatar
 
@@ -187,7 +188,7 @@ def run(backend_name: str = "default", utterances=UTTERANCES, portrait_names: tu
     speech = [(lang, text, *synthesize(text, lang, workdir)) for lang, text in utterances]
     results: list[UtteranceResult] = []
     pooled: dict[str, dict] = {}
-    for name, photo in portraits().items():
+    for name, photo in (photos or portraits()).items():
         if portrait_names and name not in portrait_names:
             continue
         face = prepare_avatar(photo)
@@ -232,11 +233,24 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backend", default="default", choices=["default", "wav2lip", "sadtalker"])
     ap.add_argument("--quick", action="store_true", help="2 utterances (en, ru), 1 portrait")
+    ap.add_argument("--face-portraits", nargs="*", metavar="NAME", help="the face benchmark's portraits instead "
+                    "(benchmarks/face_portraits.py): all of them, or the ones named")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     utts = (UTTERANCES[0], UTTERANCES[6]) if args.quick else UTTERANCES
     names = ("astronaut",) if args.quick else None
-    summary = run(args.backend, utts, names)
+    photos = None
+    if args.face_portraits is not None:
+        import importlib.util
+
+        path = ROOT / "benchmarks" / "face_portraits.py"
+        spec = importlib.util.spec_from_file_location("face_portraits_benchmark", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        photos = {k: v[0] for k, v in module.benchmark_portraits(sys.modules[__name__]).items()}
+        names = tuple(args.face_portraits) or None
+    summary = run(args.backend, utts, names, photos=photos)
     print(f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; 2-core CPU, no GPU")
     print(f"pooled: agreement >= {summary['agreement_pooled_min'] * 100:.1f}% (target 97), "
           f"|lag| <= {summary['lag_pooled_max_abs']} frame(s) (target 1), r >= {summary['r_pooled_min']:.3f} "

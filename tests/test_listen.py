@@ -459,3 +459,8 @@ def test_short_window_loop_guard():
     assert check_fitted("Hi there. Hi there.", 8, 40, 1.2) == "Hi there."
     assert check_fitted("Привет! Привет!", 6, 40, 1.0) == "Привет!"
     assert check_fitted("Hi there. How are you?", 8, 40, 1.5) == "Hi there. How are you?"
+    from nodes.listen.backends import cut_repeated_sentence  # copies without punctuation (seen with beam search)
+
+    assert cut_repeated_sentence("Good evening Good evening") == "Good evening"
+    assert cut_repeated_sentence("Добрый вечер, добрый вечер") == "Добрый вечер"
+    assert cut_repeated_sentence("bye bye") is None and cut_repeated_sentence("Good evening, my friend") is None

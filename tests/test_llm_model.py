@@ -131,3 +131,22 @@ def test_prewarm_evaluates_the_prompt_head_so_the_first_reply_reuses_it(backend,
             assert evaluated and sum(evaluated) < 80, evaluated  # not the ~600-token prompt again
 
     asyncio.run(run())
+
+
+def test_a_reply_continues_from_a_given_opening(backend) -> None:
+    """llama.cpp writes the opening into the assistant turn of the model's chat template and continues it."""
+    messages = [{"role": "system", "content": "You are Alisa."}, {"role": "user", "content": "Hi, I'm Tom."},
+                {"role": "assistant", "content": "Hi Tom!"}, {"role": "user", "content": "What is my name?"}]
+
+    async def reply(prefix: str | None) -> str:
+        pieces = [p async for p in backend.stream_chat(messages, temperature=0.0, max_tokens=12, seed=1,
+                                                       prefix=prefix)]
+        return "".join(pieces)
+
+    continued = asyncio.run(reply("Your name is"))
+    assert continued.startswith("Your name is") and len(continued) > len("Your name is")
+    assert "<|im" not in continued and "<|" not in continued  # the template's own tokens never leak out
+    assert backend.continues_reply
+    tokens, stops = backend._continued_prompt(backend.llama(), messages, "Your name is")
+    text = backend.llama().detokenize(tokens).decode("utf-8", "replace")
+    assert text.rstrip().endswith("Your name is") and "What is my name?" in text and stops

@@ -231,7 +231,7 @@ def test_a_fact_stated_later_goes_into_that_turns_note_and_the_prompt_head_stays
             assert "Tom" not in prompt.note  # told once, on the turn it was said
     assert [f.text for f in previous.told if f.kind == "name"] == ["Tom"]
     # a tight budget folds the old turns away: the block is rebuilt and now holds the name
-    base = build_prompt(alisa, "Do you remember me?", None, budget=4096).tokens
-    folded = build_prompt(alisa, "Do you remember me?", memory, budget=base + 60)
+    base = build_prompt(alisa, "Tell me about your weekend.", None, budget=4096).tokens
+    folded = build_prompt(alisa, "Tell me about your weekend.", memory, budget=base + 60)
     assert folded.folded > 0 and "is called Tom." in about_block(folded)[1]
     assert "Tom" not in folded.note

@@ -273,3 +273,26 @@ async def test_an_answer_about_the_person_given_from_her_side_is_regenerated() -
     conversation = talk(backend)
     assert await spoken(conversation, "What am I studying?") == "You study chemistry, Lily!"
     assert conversation.last_guard is not None and conversation.last_guard.retries == 1
+
+
+async def test_the_persons_plan_said_back_as_hers_is_regenerated(tmp_path: Path) -> None:
+    with Store(tmp_path / "m.sqlite") as store:
+        memory = DialogMemory(store, "s")
+        memory.add("user", "Меня зовут Лена. На следующей неделе я лечу в Японию.")
+        memory.add("assistant", "Как здорово, Лена!")
+        backend = ScriptedBackend(["На следующей неделе я лечу в Японию, но хочу и в Корею.",
+                                   "Я бы очень хотела побывать в Азии, особенно в Японии."])
+        conversation = talk(backend, memory)
+        said, _ = await conversation.reply_text("Ты когда-нибудь хотела побывать в Азии?", turn_id=3)
+    assert said == "Я бы очень хотела побывать в Азии, особенно в Японии."
+    report = conversation.last_guard
+    assert report is not None and report.retries == 1 and "plan" in report.reasons[0]
+
+
+async def test_a_lone_certainly_is_left_unsaid_without_a_retry() -> None:
+    backend = ScriptedBackend(["Certainly! My favourite place is the old harbour at dawn.", "never asked for"])
+    conversation = talk(backend)
+    said = await spoken(conversation, "Tell me about your favourite place.")
+    assert said == "My favourite place is the old harbour at dawn."
+    assert conversation.last_guard.retries == 0 and len(backend.prompts) == 1
+    assert conversation.last_timing.reply == said  # what the memory and the benchmark see

@@ -84,6 +84,11 @@ def test_recall_and_claimed_facts() -> None:
     assert J.claims_fact("Oh, I'm a pilot too!", ["pilot"])
     assert J.claims_fact("Я тоже учительница.", ["учител"])
     assert J.claims_fact("You're a pilot, that's so cool!", ["pilot"]) is None
+    assert J.claims_fact("I'm not a firefighter, I'm a talking avatar.", ["firefight"]) is None  # a denial
+    assert J.claims_fact("Я не пилот, но я люблю самолёты.", ["пилот"]) is None
+    assert J.claims_fact("I'm not sure, but I'm a pilot too.", ["pilot"])
+    assert J.claims_fact("Казань — красивый город, я там никогда не была.", ["казан"]) is None
+    assert J.claims_fact("Я Алиса. Я живу в Казани.", ["казан"])
 
 
 def test_wrong_language_and_length() -> None:
@@ -123,6 +128,13 @@ def test_filler_opening(reply: str, caught: bool) -> None:
     ("Я не был там.", ["был"], []),
     ("Я люблю книги и музыку.", [], []),
     ("Ты был прав!", [], []),  # about the person, not herself
+    # "я" implied: a sentence that opens with a short adjective or participle and has no subject of its own
+    ("Рад был помочь! Обращайся.", ["рад", "был"], []),
+    ("Привет! Очень рада тебя слышать.", [], ["рада"]),
+    ("Согласен с тобой.", ["согласен"], []),
+    ("Прав ты, наверное.", [], []),  # the subject follows: about the person
+    ("Пошёл дождь, и был чудесный вечер.", [], []),  # verbs with their own subjects
+    ("Красива эта песня.", [], []),
 ])
 def test_self_gender(reply: str, masculine: list[str], feminine: list[str]) -> None:
     found = J.self_gender(reply)
@@ -149,6 +161,8 @@ def test_judge_reply_collects_every_failure() -> None:
     ("Ты был прав, а я ошибся.", "Ты был прав, а я ошиблась."),  # only her own words change
     ("Я очень рада!", "Я очень рада!"),
     ("Я люблю книги.", "Я люблю книги."),
+    ("Рад был помочь! Готов ещё.", "Рада была помочь! Готова ещё."),  # "я" implied
+    ("Прав ты, наверное.", "Прав ты, наверное."),
 ])
 def test_with_self_gender(reply: str, fixed: str) -> None:
     assert J.with_self_gender(reply, "femn") == fixed
@@ -193,3 +207,68 @@ def test_fallback_line_is_not_an_answer_nor_an_identity_swap() -> None:
     assert [f.judge for f in J.judge_reply(line, expect)] == ["fallback"]
     # the same words are judged as an answer when they are not the persona's fallback line
     assert "identity_swap" in [f.judge for f in J.judge_reply(line, J.Expectation("What is my name?", "en"))]
+
+
+def test_her_name_asked_and_the_persons_name_given() -> None:
+    own = ("Alisa", "Алиса")
+    assert J.identity_swap("Света, работаю медсестрой.", own, "Света", "Как тебя зовут?")
+    assert J.identity_swap("It's Tom!", own, "Tom", "What's your name?")
+    assert J.identity_swap("Я Алиса, а ты Света.", own, "Света", "Как тебя зовут?") is None
+    assert J.identity_swap("Nice to meet you, Tom! I'm Alisa.", own, "Tom", "What's your name?") is None
+    assert J.identity_swap("Света — красивое имя.", own, "Света", "Тебе нравится твоё имя?") is None
+
+
+def test_the_person_called_by_a_name_they_never_gave() -> None:
+    own = ("Alisa", "Алиса")
+    assert J.identity_swap("Я рада, что тебя зовут Иван.", own, "Лена")
+    assert J.identity_swap("Your name is Mark, right?", own, "Tom")
+    assert J.identity_swap("Тебя зовут Лена!", own, "Лена") is None
+    assert J.identity_swap("Тебя зовут Олей?", own, "Оля") is None
+    assert J.identity_swap("Your name is Tom.", own, "Tom") is None
+    assert J.identity_swap("Your name is Mark.", own, None) is None  # no name given: nothing to compare
+
+
+def test_asked_again_the_same_answer_is_not_a_repeat_but_the_small_talk_around_it_is() -> None:
+    expect = J.Expectation(user_text="What's my name again?", language="en", person_name="Tom",
+                           earlier_replies=("Your name is Tom. I'm glad you're enjoying your trip to Paris.",))
+    assert J.repeats_herself_needlessly("Your name is Tom.", expect) is None
+    assert J.repeats_herself_needlessly("Your name is Tom. I'm glad you're enjoying your trip to Paris.", expect)
+    other = J.Expectation(user_text="Tell me a joke.", language="en", person_name="Tom",
+                          earlier_replies=expect.earlier_replies)
+    assert J.repeats_herself_needlessly("I'm glad you're enjoying your trip to Paris.", other)
+
+
+def test_a_russian_verb_that_starts_like_a_job_stem_is_not_a_claim() -> None:
+    stems = ["пилот", "лета", "лёт"]
+    assert J.claims_fact("Я летала на малых самолётах, когда была ребёнком.", stems) is None
+    assert J.claims_fact("Я пекла пироги вчера.", ["пекар", "пек"]) is None
+    assert J.claims_fact("Я тоже лётчица!", stems)
+    assert J.claims_fact("Я работаю пилотом.", stems)
+    assert J.claims_fact("Я пекарь.", ["пекар", "пек"])
+    assert J.claims_fact("Привет! Я Анна, учительница, а ты?", ["учител"])  # a job in apposition to "я"
+    assert J.claims_fact("I'm Kate, a nurse, nice to meet you.", ["nurse"])
+    assert J.claims_fact("Ты Анна, учительница.", ["учител"]) is None
+    assert J.claims_fact("I'm Alisa, nice to meet you! You're a nurse.", ["nurse"]) is None
+
+
+@pytest.mark.parametrize("reply, claimed", [
+    ("На следующей неделе я лечу в Японию.", True), ("Next week I'm flying to Japan!", True),
+    ("I'm going to Japan tomorrow.", True), ("Завтра я тоже еду в Японию.", True),
+    ("Я бы хотела побывать в Японии.", False), ("I'd love to visit Japan someday.", False),
+    ("Я была в Японии один раз.", False), ("You're flying to Japan, how exciting!", False),
+    ("Ты летишь в Японию, как здорово!", False), ("I love Japanese food.", False),
+])
+def test_the_persons_plan_told_as_hers(reply: str, claimed: bool) -> None:
+    stems = ["japan"] if J.detect_language(reply) == "en" else ["япони"]
+    assert bool(J.claims_plan(reply, stems)) is claimed
+    expect = J.Expectation(user_text="Where would you like to go?", language=J.detect_language(reply) or "en",
+                           person_plans=tuple(stems))
+    assert ("identity_swap" in {f.judge for f in J.judge_reply(reply, expect)}) is claimed
+
+
+def test_a_lone_filler_word_before_a_whole_sentence() -> None:
+    assert J.lone_filler("Certainly!", "Start slowly, twice a week.")
+    assert J.lone_filler("Разумеется.", "Начни с коротких пробежек.")
+    assert not J.lone_filler("Sure!", "Start slowly, twice a week.")  # not a filler on its own
+    assert not J.lone_filler("Certainly!", "Here is a tip.")  # the rest is a filler too
+    assert not J.lone_filler("Certainly!", "Yes.")  # not a sentence of its own

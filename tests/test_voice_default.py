@@ -60,6 +60,29 @@ async def test_default_voice_first_chunk_is_early() -> None:
     assert first < 0.6, first  # the benchmark measures the 150 ms target on an idle core; CI shares its CPU
 
 
+def test_first_sub_piece_leaves_before_the_next_is_shaped(monkeypatch):
+    """The first audio of a reply is handed on as soon as its short sub-piece is shaped, not after the sentence's
+    next (2 s) sub-piece: that wait was most of the first-chunk latency."""
+    from nodes.speak.backends import SpeechPiece
+    from nodes.speak.nodes import _Speaker
+    from nodes.speak.shape import FIRST_PIECE_S, VoiceShaper
+
+    rate = 16000
+    t = np.arange(int(3.0 * rate)) / rate
+    speech = (0.3 * np.sin(2 * np.pi * 200 * t) * (1 + 0.2 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    shaper = VoiceShaper(VoiceShape(), "female")
+    shaped: list[int] = []
+    real = VoiceShaper.process
+    monkeypatch.setattr(VoiceShaper, "process", lambda self, x, r: shaped.append(len(x)) or real(self, x, r))
+    speaker = _Speaker(None, "1", "auto", "auto", None, "default", 1.0, VoiceShape())
+    pieces = speaker._shaped(shaper, SpeechPiece(speech, rate, (), final=True))
+    first = next(pieces)
+    assert len(shaped) == 1 and len(first.samples) < (FIRST_PIECE_S + 0.05) * rate and not first.final
+    rest = list(pieces)
+    assert rest[-1].final and not any(p.final for p in rest[:-1])
+    assert sum(len(p.samples) for p in [first, *rest]) == len(speech)  # the sub-pieces join to the whole
+
+
 def test_voice_target_from_recordings_moves_the_default_voice(tmp_path, monkeypatch):
     """Prepared clips -> target.npz -> adaptation brings the shaped default voice's pitch towards the speaker."""
     import soundfile as sf

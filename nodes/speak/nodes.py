@@ -123,18 +123,13 @@ class _Speaker:
         if shaper is None:
             yield piece
             return
-        pending: SpeechPiece | None = None
         offset = 0.0
         rate = shaper.output_rate(piece.sample_rate)
-        for samples in shaper.pieces(piece.samples, piece.sample_rate, first):
-            if pending is not None:
-                yield pending
+        for samples, last in shaper.pieces(piece.samples, piece.sample_rate, first):
             # timings stay relative to the piece that carries them (earlier phonemes get negative times)
             timings = tuple(dataclasses.replace(t, start=t.start - offset, end=t.end - offset) for t in piece.timings)
-            pending = SpeechPiece(samples, rate, timings, final=False)
+            yield SpeechPiece(samples, rate, timings, final=piece.final and last)
             offset += len(samples) / rate
-        if pending is not None:
-            yield dataclasses.replace(pending, final=piece.final)
 
     def _shaper(self, backend: TTSBackend, language: str) -> Any:
         if self.shape is None or backend.name == "xtts":

@@ -108,9 +108,10 @@ class VoiceShaper:
     def output_rate(rate: int) -> int:
         return min(rate, SHAPE_RATE)
 
-    def pieces(self, samples: np.ndarray, rate: int, first: bool) -> Iterator[np.ndarray]:
-        """The shaped ``samples`` in consecutive sub-pieces at ``output_rate(rate)`` (their concatenation lasts as
-        long as the input)."""
+    def pieces(self, samples: np.ndarray, rate: int, first: bool) -> Iterator[tuple[np.ndarray, bool]]:
+        """The shaped ``samples`` in consecutive sub-pieces at ``output_rate(rate)``, each with whether it is the
+        last (their concatenation lasts as long as the input). Each sub-piece is yielded as soon as it is shaped:
+        the first audio of a reply must not wait for the next sub-piece."""
         if rate > SHAPE_RATE:
             from nodes.common.audio import resample
 
@@ -134,10 +135,13 @@ class VoiceShaper:
             if tail is not None:  # cross-fade the seam (each sub-piece was synthesised with its own phase)
                 ramp = np.linspace(0.0, 1.0, len(tail), dtype=np.float32)
                 head = out[start - lo - len(tail): start - lo]
-                yield tail * (1 - ramp) + head * ramp
-            if i < len(bounds) - 1 and len(body) > fade:
+                seam = tail * (1 - ramp) + head * ramp
+                body = np.concatenate([seam.astype(np.float32), body])
+                tail = None
+            last = i == len(bounds) - 1
+            if not last and len(body) > fade:
                 body, tail = body[:-fade], body[-fade:]
-            yield body
+            yield body, last
 
     def process(self, samples: np.ndarray, rate: int) -> np.ndarray:
         """``samples`` shaped (same length and loudness); silence passes through."""

@@ -18,6 +18,7 @@ import logging
 import math
 import shutil
 import sys
+import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -133,9 +134,6 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
 
 def prepare(source: Path, name: str, language: str = "auto", asr: Any = None) -> PrepareReport:
     """Build the dataset for voice ``name`` from the recordings in ``source``."""
-    import soundfile as sf
-    from tqdm import tqdm
-
     if not source.is_dir():
         raise FileNotFoundError(f"{source} is not a folder of recordings")
     files = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
@@ -147,9 +145,44 @@ def prepare(source: Path, name: str, language: str = "auto", asr: Any = None) ->
 
         asr = FasterWhisperBackend(locate("whisper-base").path)
     allowed = ("ru", "en") if language == "auto" else (language,)
-    out = dataset_dir(name)
-    if out.exists():
-        shutil.rmtree(out)
+    final = dataset_dir(name)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".{name}.partial-*"):  # left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
+    # built aside and renamed into place at the end: a crash or Ctrl-C never leaves a half dataset (and an older
+    # dataset of the same name stays whole until the new one is complete)
+    out = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=final.parent))
+    try:
+        report = _build_dataset(files, name, language, allowed, asr, out, final)
+        _replace_dir(out, final)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    return report
+
+
+def _replace_dir(built: Path, final: Path) -> None:
+    """Put the folder ``built`` at ``final`` (same parent), replacing what was there."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{built.name.rsplit('-', 1)[-1]}")
+        final.rename(old)
+    try:
+        built.rename(final)
+    except BaseException:
+        if old is not None:
+            old.rename(final)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _build_dataset(files: list[Path], name: str, language: str, allowed: tuple[str, ...], asr: Any, out: Path,
+                   final: Path) -> PrepareReport:
+    """The dataset of ``name`` written into ``out``; paths in its report and dataset.json name ``final``."""
+    import soundfile as sf
+    from tqdm import tqdm
+
     (out / "wavs").mkdir(parents=True)
     rejected: list[tuple[str, str]] = []
     kept: list[tuple[str, str, str, float]] = []  # (id, text, language, seconds)
@@ -196,14 +229,14 @@ def prepare(source: Path, name: str, language: str = "auto", asr: Any = None) ->
         from nodes.speak.voice_target import target_from_dataset
 
         try:
-            target = target_from_dataset(name)
+            target = final / target_from_dataset(name, out).name
         except NotEnoughSpeech as exc:
             rejected.append(("default-voice target", str(exc)))
-    report = PrepareReport(name=name, language=language, dataset=out, clips=len(kept),
+    report = PrepareReport(name=name, language=language, dataset=final, clips=len(kept),
                            usable_seconds=sum(s for *_, s in kept),
                            rejected=dict(Counter(why.split(" (")[0] for _, why in rejected)), rejected_files=rejected,
                            target=target)
-    (out / "dataset.json").write_text(json.dumps({**asdict(report), "dataset": str(out),
+    (out / "dataset.json").write_text(json.dumps({**asdict(report), "dataset": str(final),
                                                   "target": str(target) if target else None}, ensure_ascii=False,
                                                  indent=1), encoding="utf-8")
     return report

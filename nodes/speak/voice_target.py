@@ -69,11 +69,12 @@ def load_target(name: str) -> VoiceTarget:
                            float(data["voiced_seconds"]))
 
 
-def target_from_dataset(name: str) -> Path:
-    """Build and save the target of the prepared dataset ``name`` (its ``wavs/``); returns the file."""
+def target_from_dataset(name: str, folder: Path | None = None) -> Path:
+    """Build and save the target of the prepared dataset ``name`` (its ``wavs/``); returns the file. ``folder``:
+    the dataset's folder when it is not (yet) at ``voice_dir(name)`` (``voice prepare`` builds it aside)."""
     import soundfile as sf
 
-    folder = voice_dir(name)
+    folder = folder or voice_dir(name)
     wavs = sorted((folder / "wavs").glob("*.wav"))
     if not wavs:
         raise TargetMissing(f"voice {name!r} has no prepared clips in {folder / 'wavs'}; run "

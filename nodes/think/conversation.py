@@ -18,7 +18,8 @@ from nodes.io.media import TextChunk
 from nodes.think import judges
 from nodes.think.backends.base import ChatBackend
 from nodes.think.emotion import label_emotion
-from nodes.think.guard import GuardReport, ReplyGuard, describe, log_retry
+from nodes.think.facts import fact_stems, recall_opening
+from nodes.think.guard import RETRY_ONCE, GuardReport, ReplyGuard, describe, log_retry
 from nodes.think.memory import DialogMemory
 from nodes.think.persona import Persona
 from nodes.think.prompt import Prompt, build_prompt, conversation_language
@@ -40,6 +41,7 @@ class Conversation:
     seed: int | None = None
     guard: ReplyGuard | None = field(default_factory=ReplyGuard)  # None: every first try is spoken as it is
     clean_memory: bool = True  # store an echo / a break as the fallback line (False only to measure without it)
+    steer_recall: bool = True  # a question about the person with a known answer: the reply starts with its opening
     last_prompt: Prompt | None = field(default=None, init=False)
     last_timing: ReplyTiming | None = field(default=None, init=False)
     last_guard: GuardReport | None = field(default=None, init=False)
@@ -83,38 +85,61 @@ class Conversation:
                                      temperature=self.temperature + step * attempt, max_tokens=self.max_tokens,
                                      seed=seed, timing=timing, interrupted=interrupted, stop_early=stop_early,
                                      on_first_token=on_first_token if attempt == 0 else None,
-                                     avoid_copying=user_text)
+                                     avoid_copying=user_text, prefix=self._opening(prompt))
                 async with aclosing(parts):
                     first = await anext(parts, None)
                     if first is None:
                         return  # a barge-in before the first sentence
                     first, fixed = self._own_voice(first, timing)
                     replaced = replaced or fixed
-                    failures = self.guard.check_first(first.text, expect) if self.guard is not None else []
+                    opening = [first]
+                    if self.guard is not None and not first.final and judges.bare_opening(first.text):
+                        # "Sure!" alone says nothing yet: judge it with the next sentence ("Sure! Here is ...")
+                        following = await anext(parts, None)
+                        if following is not None:
+                            following, fixed = self._own_voice(following, timing)
+                            replaced = replaced or fixed
+                            opening.append(following)
+                            if judges.lone_filler(first.text, following.text):
+                                # "Certainly!" before a whole sentence: left unsaid (its form, not its content)
+                                if first.text in timing.sentences:
+                                    timing.sentences.remove(first.text)
+                                timing.first_sentence = time.perf_counter() - began
+                                opening = [following]
+                    judged = " ".join(c.text for c in opening if c.text)
+                    failures = self.guard.check_first(judged, expect) if self.guard is not None else []
+                    if attempt and failures and all(f.judge in RETRY_ONCE for f in failures):
+                        failures = []  # a filler opening again: better said than another retry or the fallback
                     if failures:
                         assert self.guard is not None
-                        log_retry(turn_id, report.attempts, failures, first.text)
+                        log_retry(turn_id, report.attempts, failures, judged)
                         report.reasons.append(describe(failures))
                         if report.attempts <= self.guard.max_retries:
                             report.attempts += 1
+                            known = prompt.recall.text if prompt.recall and prompt.recall.known else None
                             note = self.guard.correction(failures, self.persona, expect.language,
-                                                         expect.person_name)
+                                                         expect.person_name, known)
                             messages = [*prompt.messages, {"role": "system", "content": note}]
                             continue  # closing ``parts`` stops the rejected try; nothing of it was spoken
-                        report.fallback = True
                         replaced = True
-                        line = self.persona.fallback_in(expect.language)
+                        if prompt.recall is not None and prompt.recall.known:
+                            report.templated = True  # the person asked about themselves: say what she knows
+                            line = prompt.recall.text
+                        else:
+                            report.fallback = True
+                            line = self.persona.fallback_in(expect.language)
                         timing.sentences[:] = [line]
                         timing.complete = True
                         timing.first_sentence = time.perf_counter() - began
-                        log.warning("reply guard: turn %s: every try was rejected; said the fallback line",
-                                    turn_id)
+                        log.warning("reply guard: turn %s: every try was rejected; said %s", turn_id,
+                                    "the known answer" if report.templated else "the fallback line")
                         yield TextChunk(line, label_emotion(line), True, turn_id)
                         return
-                    yield first
-                    if first.final:
+                    for chunk in opening:
+                        yield chunk
+                    if opening[-1].final:
                         return
-                    so_far = first.text
+                    so_far = judged
                     async for chunk in parts:
                         chunk, fixed = self._own_voice(chunk, timing)
                         replaced = replaced or fixed
@@ -134,6 +159,13 @@ class Conversation:
                     return
         finally:
             await self._remember(user_text, turn_id, timing, replaced, expect)
+
+    def _opening(self, prompt: Prompt) -> str | None:
+        """The opening of the reply when the person asks about themselves and the answer is known ("Your name is",
+        "Ты работаешь"): backends that continue a reply (llama.cpp) start from it; the note tells the others."""
+        if not self.steer_recall or prompt.recall is None or not prompt.recall.known:
+            return None
+        return recall_opening(prompt.recall)
 
     def _own_voice(self, chunk: TextChunk, timing: ReplyTiming) -> tuple[TextChunk, bool]:
         """The sentence with her Russian self-reference in her grammatical gender (``Persona.self_gender``);
@@ -160,6 +192,10 @@ class Conversation:
             earlier = tuple(m["content"] for m in prompt.messages[start:] if m["role"] == "assistant")
         return judges.Expectation(user_text=user_text, language=detect_language(user_text) or "",
                                   own_names=own, person_name=person, earlier_replies=earlier,
+                                  person_facts=tuple(s for s in fact_stems(list(told))
+                                                     if s not in {judges.stem(n) for n in own}),
+                                  person_plans=tuple(s for s in fact_stems(list(told), frozenset({"plans"}))
+                                                     if s not in {judges.stem(n) for n in own}),
                                   stranger_names=self.persona.stranger_names())
 
     async def _remember(self, user_text: str, turn_id: int, timing: ReplyTiming, replaced: bool,
@@ -171,7 +207,7 @@ class Conversation:
         meta: dict = {"turn_id": turn_id} if timing.complete else {"turn_id": turn_id, "interrupted": True}
         text = timing.reply
         bad = self.clean_memory and (judges.echo(text, user_text) or judges.character_break(text)
-                                     or judges.repeats_herself(text, expect.earlier_replies)
+                                     or judges.repeats_herself_needlessly(text, expect)
                                      or judges.identity_swap(text, expect.own_names, expect.person_name, user_text))
         if bad:
             meta["replaced"] = bad

@@ -8,7 +8,8 @@ and by ``benchmarks/persona.py`` on whole replies. Each judge returns a short re
 * ``echo``: the reply repeats the person's message (shared 4-grams), or says their words from their side
   (most of its words are theirs and it keeps a first-person phrase of theirs: "I'd love to discuss my garden").
 * ``identity_swap``: she gives the person's name as hers, calls the person by her own name, or answers "what is my
-  name" with her own; ``claims_fact`` (a stated job or the like taken as hers); ``recalls`` (a stated fact named).
+  name" with her own; ``claims_fact`` (a stated job or the like taken as hers, judged by the word's part of speech),
+  ``claims_plan`` (the person's trip or plan told as hers); ``recalls`` (a stated fact named).
 * ``wrong_language``, ``too_long`` (more than 3 sentences), ``markup`` (markdown, emoji, stage directions),
   ``filler_opening`` ("Certainly!", "Вот вам ответ").
 * ``self_gender`` / ``masculine_self_reference``: the grammatical gender of her Russian self-reference (past-tense
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nodes.common.text import detect_language, split_sentences
+from nodes.think.claims import claims_fact, claims_plan  # noqa: F401  (judges of their own module)
 
 # ------------------------------------------------------------------ helpers
 
@@ -182,6 +184,35 @@ def asks_own_name(user_text: str) -> bool:
     return bool(_ASKS_OWN_NAME.search(normalise(user_text)))
 
 
+_ASKS_HER_NAME = re.compile(r"\bwhat(?:'s| is) your name\b|\bwho are you\b|\bкак тебя зовут\b|\bкак вас зовут\b|"
+                            r"\bкак твое имя\b|\bкто ты(?: такая)?\?")
+
+
+def asks_her_name(user_text: str) -> bool:
+    """The person asks what her name is."""
+    return bool(_ASKS_HER_NAME.search(normalise(user_text)))
+
+
+def _says_name(low: str, name: str) -> bool:
+    """``name`` (in any Russian case) is a word of the normalised ``low``."""
+    s = stem(name)
+    tail = r"\w{0,2}" if re.search(r"[а-я]", s) else r"(?:'s)?"
+    return bool(re.search(rf"\b{re.escape(s)}{tail}\b", low))
+
+
+def gives_their_name_for_hers(reply: str, own_names: Sequence[str], person_name: str | None,
+                              user_text: str) -> str | None:
+    """Asked her name, she says the person's and not hers ("Как тебя зовут?" -> "Света, работаю медсестрой")."""
+    if not (user_text and person_name and asks_her_name(user_text)):
+        return None
+    low = normalise(reply)
+    if stem(person_name) in {stem(n) for n in own_names} or not _says_name(low, person_name):
+        return None
+    if any(_says_name(low, n) for n in own_names):
+        return None
+    return f"answers 'what is your name' with the person's name {person_name!r}"
+
+
 def identity_swap(reply: str, own_names: Sequence[str], person_name: str | None = None,
                   user_text: str = "") -> str | None:
     """She takes the person's name as hers, gives hers to the person, or answers a question about the person's
@@ -193,12 +224,23 @@ def identity_swap(reply: str, own_names: Sequence[str], person_name: str | None 
     for s in own:
         e = re.escape(s)
         if re.search(rf"\byour name(?: is|'s) {e}|\byou(?:'re| are) {e}\b|\bтебя зовут {e}|\bвас зовут {e}|"
-                     rf"\bты (?:[—-] )?{e}\b|\bвы (?:[—-] )?{e}\b", low):
+                     rf"\bты (?:[—-] )?{e}\b|\bвы (?:[—-] )?{e}\b|\b(?:ваше|твое) имя (?:[—-] )?{e}", low):
             return "gives her own name to the person"
         # "Привет, Алиса!" / "Hi Alisa," at the start: she greets the person by her own name
         if re.match(rf"(?:hi|hello|hey|good (?:morning|evening|afternoon)|привет|здравствуй(?:те)?|"
                     rf"добрый (?:день|вечер)|доброе утро)[,!]? {e}\w*\b", low):
             return "calls the person by her own name"
+    if person_name:  # "Тебя зовут Иван" to Лена: a name the person never gave
+        said = re.search(r"\byour name(?: is|'s) ([a-zа-я-]+)|\b(?:тебя|вас) зовут ([a-zа-я-]+)", low)
+        if said:
+            given = said.group(1) or said.group(2)
+            same_script = bool(re.search(r"[а-я]", given)) == bool(re.search(r"[а-я]", normalise(person_name)))
+            if same_script and not _says_name(given, person_name) and given not in ("not", "не", "так", "тоже",
+                                                                                   "как"):
+                return f"calls the person {given!r}, not {person_name!r}"
+    reason = gives_their_name_for_hers(reply, own_names, person_name, user_text)
+    if reason:
+        return reason
     if user_text and asks_own_name(user_text):
         person_said = person_name is not None and stem(person_name) in low
         if not person_said and any(re.search(p, low) for s in own for p in _claims_name_patterns(s)):
@@ -224,6 +266,24 @@ _YOU = re.compile(r"\b(?:you|you're|your|yours|ты|тебя|тебе|твой|�
 _RECALLING = re.compile(r"\b(?:remember|recall|know|помню|знаю|не забыла)\b")
 
 
+def asks_about_person(user_text: str) -> bool:
+    """The person asks about themselves ("What's my name?"): the right answer may be one she gave before."""
+    from nodes.think.prompt import asked_about
+
+    return asked_about(user_text) == "self"
+
+
+def repeats_herself_needlessly(reply: str, expect: Expectation) -> str | None:
+    """``repeats_herself``, except for a sentence that gives the person's name or fact back when they ask about
+    themselves again ("Your name is Tom." twice is right; the small talk around it said again is not)."""
+    if not asks_about_person(expect.user_text):
+        return repeats_herself(reply, expect.earlier_replies)
+    keys = [stem(expect.person_name)] if expect.person_name else []
+    keys += [normalise(s) for s in expect.person_facts]
+    kept = [s for s in split_sentences(reply) if not any(k and k in normalise(s) for k in keys)]
+    return repeats_herself(" ".join(kept), expect.earlier_replies) if kept else None
+
+
 def answers_from_her_side(reply: str, user_text: str) -> str | None:
     """The person asked about themselves ("What am I studying?", "Кем я работаю?") and the reply's first
     sentence answers in the first person, as if about her ("I'm studying chemistry", "Я работаю медсестрой")."""
@@ -241,21 +301,6 @@ def recalls(reply: str, stems: Sequence[str]) -> bool:
     """The reply names a stated fact: any of ``stems`` (lower-case word stems: "pilot", "учител") occurs."""
     low = normalise(reply)
     return any(normalise(s) in low for s in stems)
-
-
-def claims_fact(reply: str, stems: Sequence[str]) -> str | None:
-    """She states the person's fact (job, city, pet) as her own: a first-person sentence naming it
-    ("I'm a pilot too", "я тоже учительница")."""
-    for sentence in split_sentences(reply):
-        low = normalise(sentence)
-        if not re.search(r"\b(?:i'm|i am|i work|i live|i have|my|я|мой|моя|у меня)\b", low):
-            continue
-        if re.search(r"\b(?:you|your|you're|ты|тебя|твой|твоя|вы|ваш)\b", low):
-            continue  # about the person ("you're a pilot, I remember")
-        for s in stems:
-            if normalise(s) in low:
-                return f"claims the person's {s!r} as hers"
-    return None
 
 
 # ------------------------------------------------------------------ language, length, form
@@ -305,6 +350,24 @@ _FILLER = _phrases(
 )
 
 
+_BARE_OPENING = re.compile(r"^(?:sure|certainly|absolutely|of course|okay|ok|alright|great|конечно|разумеется|"
+                           r"безусловно|хорошо|ладно|отлично|давай(?:те)?)[!.,]?$")
+
+
+def bare_opening(sentence: str) -> bool:
+    """A first sentence that is only an opening word ("Sure!", "Конечно!"): whether it is a filler opening shows
+    only with the next sentence."""
+    return bool(_BARE_OPENING.match(normalise(sentence)))
+
+
+def lone_filler(sentence: str, following: str) -> bool:
+    """``sentence`` is only an empty opening word that the filler judge flags ("Certainly!", "Разумеется.") and
+    ``following`` is a sentence of its own (three words or more, not a filler opening itself): the opening can be
+    left unsaid without changing what she says."""
+    return bare_opening(sentence) and filler_opening(sentence) is not None and len(words(following)) >= 3 and \
+        filler_opening(following) is None
+
+
 def filler_opening(reply: str) -> str | None:
     """An empty opening that announces the answer instead of giving it ("Certainly!", "Вот вам ответ: ...")."""
     m = _FILLER.search(normalise(reply))
@@ -348,26 +411,56 @@ def _gendered_parse(word: str) -> Any:
 _TOKEN = re.compile(r"[а-яёa-z0-9]+(?:-[а-яё]+)?", re.IGNORECASE)
 
 
+def _sentence_starts(reply: str, tokens: list[tuple[int, int, str]]) -> set[int]:
+    """Indices of the tokens that open a sentence."""
+    return {i for i, (start, _, _) in enumerate(tokens)
+            if i == 0 or re.search(r"[.!?…]", reply[tokens[i - 1][1]:start])}
+
+
+def _has_subject(reply: str, tokens: list[tuple[int, int, str]], j: int, window: int = 3) -> bool:
+    """Whether a noun or pronoun in the nominative follows token ``j`` in its clause (within ``window`` words)."""
+    for k in range(j + 1, min(len(tokens), j + 1 + window)):
+        if re.search(r"[,;:.!?…—]", reply[tokens[k - 1][1]:tokens[k][0]]):
+            return False
+        tag = _morph().parse(tokens[k][2])[0].tag
+        if tag.POS in ("NOUN", "NPRO") and tag.case == "nomn":
+            return True
+    return False
+
+
 def self_references(reply: str, window: int = 4) -> list[tuple[int, int, str, Any]]:
     """(start, end, word, pymorphy parse) of her gendered self-references in a Russian reply: after each "я", the
     first past-tense verb, short adjective or short participle within ``window`` words (skipping "тоже", "очень",
-    "не", ...)."""
+    "не", ...); and a sentence that opens with a short adjective or participle and no subject, where "я" is
+    implied ("Рад был помочь.", "Очень рада тебя слышать!"), with the past-tense "был" that may follow it."""
     tokens = [(m.start(), m.end(), m.group(0).lower().replace("ё", "е")) for m in _TOKEN.finditer(reply)]
+    starts = _sentence_starts(reply, tokens)
     found = []
     for i, (_, _, w) in enumerate(tokens):
-        if w != "я":
-            continue
-        for start, end, nxt in tokens[i + 1:i + 1 + window]:
-            if nxt in _BETWEEN:
-                continue
-            if nxt in ("я", "ты", "вы", "он", "она", "мы", "они"):
-                break
-            parse = _gendered_parse(nxt)
-            if parse is not None:
-                found.append((start, end, reply[start:end], parse))
-                break
-            if _morph().parse(nxt)[0].tag.POS not in ("ADVB", "PRCL", "CONJ", "PRED", "INTJ"):
-                break  # another word (a present-tense verb, a noun): no gendered form for "я" here
+        if w == "я":
+            for start, end, nxt in tokens[i + 1:i + 1 + window]:
+                if nxt in _BETWEEN:
+                    continue
+                if nxt in ("я", "ты", "вы", "он", "она", "мы", "они"):
+                    break
+                parse = _gendered_parse(nxt)
+                if parse is not None:
+                    found.append((start, end, reply[start:end], parse))
+                    break
+                if _morph().parse(nxt)[0].tag.POS not in ("ADVB", "PRCL", "CONJ", "PRED", "INTJ"):
+                    break  # another word (a present-tense verb, a noun): no gendered form for "я" here
+        elif i in starts:
+            j = i
+            while j < len(tokens) and tokens[j][2] in _BETWEEN:
+                j += 1
+            parse = _gendered_parse(tokens[j][2]) if j < len(tokens) else None
+            if parse is None or parse.tag.POS == "VERB" or _has_subject(reply, tokens, j):
+                continue  # "Пошёл дождь", "Прав ты": the subject comes after the word
+            found.append((tokens[j][0], tokens[j][1], reply[tokens[j][0]:tokens[j][1]], parse))
+            if j + 1 < len(tokens):
+                link = _gendered_parse(tokens[j + 1][2])
+                if link is not None and link.tag.POS == "VERB" and link.normal_form == "быть":
+                    found.append((tokens[j + 1][0], tokens[j + 1][1], reply[tokens[j + 1][0]:tokens[j + 1][1]], link))
     return found
 
 
@@ -418,6 +511,7 @@ class Expectation:
     own_names: tuple[str, ...] = ("Alisa", "Алиса")
     person_name: str | None = None
     person_facts: tuple[str, ...] = ()  # stems of other stated facts (job, city, pet)
+    person_plans: tuple[str, ...] = ()  # stems of the person's stated plans (the place or thing: "japan", "япони")
     max_sentences: int | None = 3  # None: the person asked for more
     earlier_replies: tuple[str, ...] = ()  # her replies so far in this dialog
     stranger_names: tuple[str, ...] = ()  # names of the people in the persona's example exchanges
@@ -438,9 +532,10 @@ def judge_reply(reply: str, expect: Expectation, raw: str | None = None) -> list
         return [Failure("fallback", "she said her fallback line instead of an answer")]
     add("character_break", character_break(reply))
     add("echo", echo(reply, expect.user_text))
-    add("self_repeat", repeats_herself(reply, expect.earlier_replies))
+    add("self_repeat", repeats_herself_needlessly(reply, expect))
     add("identity_swap", identity_swap(reply, expect.own_names, expect.person_name, expect.user_text)
-        or claims_fact(reply, expect.person_facts) or names_stranger(reply, expect.stranger_names, expect.person_name)
+        or claims_fact(reply, expect.person_facts) or claims_plan(reply, expect.person_plans)
+        or names_stranger(reply, expect.stranger_names, expect.person_name)
         or answers_from_her_side(reply, expect.user_text))
     add("wrong_language", f"answered in the wrong language (expected {expect.language})"
         if wrong_language(reply, expect.language) else None)

@@ -15,10 +15,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from nodes.think.facts import Fact
+from nodes.think.facts import Answer, Fact, answer_from_facts, asked_topics
 from nodes.common.text import LANGUAGE_NAMES, detect_language
 from nodes.think.memory import DialogMemory, MemoryView
 from nodes.think.persona import Persona
+from nodes.think.perspective import name_is_feminine
 from nodes.think.tokens import TokenCounter, estimate_tokens, messages_tokens
 
 Message = dict[str, str]
@@ -46,6 +47,13 @@ _LABELS: dict[str, dict[str, str]] = {
         "reply": "Reply as {name}, {where}, in {length}.",
         "where": "in {lang}", "where_unknown": "in the language of the person's last message",
         "self": " The person asks about THEMSELVES: answer with what you know about the person, not about you.",
+        "self_known": " The person asks about THEMSELVES, and you remember it: {answer} Tell them so, speaking to "
+                      "them as \"you\", for example: \"{answer}\"",
+        "self_maybe": " The person asks about THEMSELVES. What they told you about themselves: {answer} If the "
+                      "answer is there, tell them, speaking to them as \"you\"; if not, say you don't know yet and "
+                      "ask them.",
+        "self_unknown": " The person asks about THEMSELVES, but they have not told you that yet: say kindly that you "
+                        "don't know yet and ask them.",
         "her": " The person asks about YOU: answer as {name}, from your own life.",
     },
     "ru": {
@@ -65,16 +73,27 @@ _LABELS: dict[str, dict[str, str]] = {
         "reply": "Ответь как {name}, {where}, {length}.",
         "where": "{lang}", "where_unknown": "на языке последнего сообщения собеседника",
         "self": " Собеседник спрашивает о СЕБЕ: ответь тем, что ты знаешь о нём, а не о себе.",
+        "self_known": " Собеседник спрашивает о СЕБЕ, и ты это помнишь: {answer} Скажи ему это, обращаясь к нему на "
+                      "«ты», например: «{answer}»",
+        "self_maybe": " Собеседник спрашивает о СЕБЕ. Что он рассказал тебе о себе: {answer} Если ответ здесь есть, "
+                      "скажи ему, обращаясь на «ты»; если нет, скажи, что пока не знаешь, и спроси его.",
+        "self_unknown": " Собеседник спрашивает о СЕБЕ, но он тебе этого ещё не говорил: скажи по-доброму, что пока "
+                        "не знаешь, и спроси его.",
         "her": " Собеседник спрашивает о ТЕБЕ: ответь как {name}, о своей жизни.",
     },
 }
 _LANGUAGE_WORDS = {"en": {"en": "English", "ru": "Russian"}, "ru": {"en": "по-английски", "ru": "по-русски"}}
 
 _ASKS_ABOUT_SELF = re.compile(
-    r"\b(?:what(?:'s| is| are) my|where (?:do|am) i|what do i do|who am i|what am i|do you (?:remember|know) "
+    r"\b(?:what(?:'s| is| are) my|where (?:do|am) i|what do i do(?: for (?:a )?(?:living|work))?(?=\s*(?:\?|$|,|and\b))"
+    r"|who am i|what am i|do you (?:remember|know) "
     r"(?:my|me|what i|where i|who i)|remember (?:my|me|what i|where i))\b"
-    r"|\b(?:как|кем|где|куда|на кого|чем) (?:меня зовут|я\b)|\bкак зовут мо(?:ю|их|его|й|ю собаку)\b|\bкто я\b"
-    r"|\bпомнишь\b.*\b(?:я|меня|мой|моя|мою|моих|моего|мне)\b|\bнапомни\b.*\b(?:меня|мой|моя|мою)\b",
+    r"|\b(?:как|кем|где|куда|откуда|на кого|чем) (?:меня зовут|я\b)|\bкак зовут мо(?:ю|их|его|й|ю собаку)\b"
+    r"|\bкто я\b"
+    r"|\bменя как зовут\b|\bкак зовут меня\b|\bмо[её] имя\b|\bwhat am i called\b"
+    r"|\bпомнишь\b.*\b(?:я|меня|мой|моя|мою|моих|моего|мне)\b|\bнапомни\b.*\b(?:меня|мой|моя|мою)\b"
+    # elliptical: "And my name?", "My job?", "А моя работа?", "а мой город?"
+    r"|^\W*(?:(?:and|so|but|what about|how about|а|и|ну|ну а)\W+)?(?:my|мо[йяеёи]|мою)\W+\w+(?:'s)?(?:\W+\w+)?\W*\?\W*$",
     re.IGNORECASE)
 _ASKS_ABOUT_YOU = re.compile(r"\b(?:you|your|yours|yourself|ты|тебя|тебе|твой|твоя|твоё|твое|твои|твоих|тобой)\b",
                              re.IGNORECASE)
@@ -141,7 +160,8 @@ def about_person(persona: Persona, facts: list[Fact], language: str | None = "en
         name = next((f.text for f in facts if f.kind == "name"), None)
         if name:
             lines.append(words["is_called"].format(person=name, name=own))
-        lines += [f"- {f.render(language)}" for f in facts if f.kind != "name"]
+        feminine = name_is_feminine(name) if name else None  # "она учится", not "он учится", for Маша
+        lines += [f"- {f.render(language, feminine)}" for f in facts if f.kind != "name"]
     else:
         lines.append(words["nothing"])
     return "\n".join(lines)
@@ -152,16 +172,28 @@ def new_facts_note(persona: Persona, facts: list[Fact], language: str | None = "
     if not facts:
         return ""
     words = _labels(language)
-    lines = " ".join(f.render(language) for f in facts if f.kind != "name")
     name = next((f.text for f in facts if f.kind == "name"), None)
+    feminine = name_is_feminine(name) if name else None
+    lines = " ".join(f.render(language, feminine) for f in facts if f.kind != "name")
     if name:
         lines += words["new_name"].format(person=name, name=persona.name_in(language))
     return words["new"].format(facts=lines.strip())
 
 
-def closing_instruction(persona: Persona, user_text: str) -> str:
+def recall_answer(user_text: str, facts: list[Fact]) -> Answer | None:
+    """When the person asks about themselves ("What is my name?", "напомни, где я живу?"): what she knows that
+    answers it, in the second person and the message's language; None for other messages."""
+    if asked_about(user_text) != "self":
+        return None
+    return answer_from_facts(facts, asked_topics(user_text), detect_language(user_text) or "en")
+
+
+def closing_instruction(persona: Persona, user_text: str, facts: list[Fact] | None = None) -> str:
     """The short instruction after the person's message, in its language: who answers, in which language, how
-    long, and (for a question) whether it asks about the person or about her."""
+    long, and (for a question) whether it asks about the person or about her. A question about the person
+    carries what she knows that answers it (``facts``), in the second person, with the form of the answer: a
+    small model told only "the person asks about themselves" keeps answering in the first person ("My name is
+    Oliver")."""
     language = detect_language(user_text)
     words = _labels(language)
     name = persona.name_in(language)
@@ -169,7 +201,12 @@ def closing_instruction(persona: Persona, user_text: str) -> str:
         if language in LANGUAGE_NAMES else words["where_unknown"]
     note = words["reply"].format(name=name, where=where, length=persona.text_in(language).reply_length)
     about = asked_about(user_text)
-    if about is not None:
+    if about == "self" and facts is not None:
+        answer = recall_answer(user_text, facts)
+        assert answer is not None
+        key = "self_known" if answer.known else "self_maybe" if answer.lines else "self_unknown"
+        note += words[key].format(answer=answer.text)
+    elif about is not None:
         note += words[about].format(name=name)
     return note
 
@@ -183,6 +220,7 @@ class Prompt:
     about: str = ""  # the "about the person" block's text (kept by the next prompt while nothing is folded)
     told: tuple[Fact, ...] = ()  # the facts this prompt tells, in the block or in the closing note
     language: str = "en"  # the language of the system prompt (the conversation's, kept for the whole dialog)
+    recall: Answer | None = None  # the person asks about themselves: what she knows that answers it
 
 
 def conversation_language(user_text: str, view: MemoryView | None, language: str | None = None) -> str:
@@ -213,7 +251,8 @@ def build_prompt(persona: Persona, user_text: str, memory: DialogMemory | None, 
     view = memory.view(user_text) if memory is not None else None
     facts = list(view.facts) if view else []
     lang = conversation_language(user_text, view, language)
-    closing = closing_instruction(persona, user_text)
+    closing = closing_instruction(persona, user_text, facts)
+    recall = recall_answer(user_text, facts)
     head = [{"role": "system", "content": system_prompt(persona, lang)}, *example_messages(persona, lang)]
 
     def assemble(about: str, note: str, history: list[Message]) -> list[Message]:
@@ -232,7 +271,7 @@ def build_prompt(persona: Persona, user_text: str, memory: DialogMemory | None, 
         messages = assemble(view.pinned.text, note, history)
         tokens = messages_tokens(messages, count)
         if tokens <= budget:
-            return Prompt(messages, note, tokens, 0, view.pinned.text, (*view.pinned.told, *fresh), lang)
+            return Prompt(messages, note, tokens, 0, view.pinned.text, (*view.pinned.told, *fresh), lang, recall)
 
     def fixed_messages(fs: list[Fact]) -> list[Message]:
         return assemble(about_person(persona, fs, lang), closing, [])
@@ -254,4 +293,4 @@ def build_prompt(persona: Persona, user_text: str, memory: DialogMemory | None, 
         history = [m for turn in view.recent for m in turn.messages()]
     about = about_person(persona, facts, lang)
     messages = assemble(about, closing, history)
-    return Prompt(messages, closing, messages_tokens(messages, count), folded, about, tuple(facts), lang)
+    return Prompt(messages, closing, messages_tokens(messages, count), folded, about, tuple(facts), lang, recall)

@@ -53,11 +53,12 @@ async def stream_reply(backend: ChatBackend, messages: list[Message], *, turn_id
                        stop_early: Callable[[], bool] | None = None,
                        first_comma_chars: int = FIRST_CLAUSE_CHARS,
                        on_first_token: Callable[[], None] | None = None,
-                       avoid_copying: str | None = None) -> AsyncIterator[TextChunk]:
+                       avoid_copying: str | None = None, prefix: str | None = None) -> AsyncIterator[TextChunk]:
     """TextChunks of the reply, one per sentence, the last with ``final=True`` (an empty final chunk when the
     model said nothing speakable). Closing this iterator stops the backend. Between tokens, ``interrupted()``
     raises ``ReplyInterrupted`` and ``stop_early()`` (a barge-in) ends the reply quietly, without a final chunk.
-    ``on_first_token()`` is called once, when the model's first piece arrives (a latency mark for live sessions)."""
+    ``on_first_token()`` is called once, when the model's first piece arrives (a latency mark for live sessions).
+    ``prefix``: the reply's opening, continued by backends that can (``continues_reply``), ignored by the others."""
     timing = timing if timing is not None else ReplyTiming()
     splitter = SentenceSplitter(first_comma_chars=first_comma_chars)
     raw: list[str] = []
@@ -72,7 +73,9 @@ async def stream_reply(backend: ChatBackend, messages: list[Message], *, turn_id
                 timing.first_sentence = time.perf_counter() - timing.started
         return TextChunk(spoken, label_emotion(spoken) if spoken else "neutral", final, turn_id)
 
-    extra = {"avoid_copying": avoid_copying} if avoid_copying else {}
+    extra: dict[str, str] = {"avoid_copying": avoid_copying} if avoid_copying else {}
+    if prefix and getattr(backend, "continues_reply", False):  # the others get the answer's form in the prompt
+        extra["prefix"] = prefix
     parts = backend.stream_chat(messages, temperature=temperature, max_tokens=max_tokens, seed=seed, **extra)
     try:
         async with aclosing(parts):

@@ -17,6 +17,8 @@ from nodes.face.avatar import FaceAvatar
 
 CONTROLS = ("jaw", "spread", "round", "smile", "blink", "brows_up", "frown")
 GRID_STEP = 4  # the fields live on a (512 / GRID_STEP)^2 grid
+MAX_LIP_GAP = 0.32  # the widest inner-lip gap at full jaw, in mouth widths (corner to corner)
+MIN_JAW_DROP = 0.12  # the least the lower lip drops at full jaw, in mouth widths
 
 # Landmarks that carry designed displacements (the TPS control points), besides anchors.
 _CHEEKS = (50, 280, 205, 425, 187, 411, 123, 352, 117, 346, 36, 266, 203, 423, 206, 426)
@@ -41,6 +43,15 @@ def _interp_lower(upper: np.ndarray, lower: np.ndarray) -> np.ndarray:
     return np.interp(upper[:, 0], lower[order, 0], lower[order, 1])
 
 
+def jaw_opening(lm: np.ndarray) -> float:
+    """How far (pixels) the lower lip drops at full jaw. A speaking mouth rarely opens its lips more than about a
+    third of its width: the photo's own gap counts (a smile showing teeth is already part open), but the jaw
+    always adds a clearly visible opening."""
+    mw = float(np.linalg.norm(lm[61] - lm[291]))
+    photo_gap = max(0.0, float(lm[14, 1] - lm[13, 1]))
+    return float(np.clip(MAX_LIP_GAP * mw - photo_gap, MIN_JAW_DROP * mw, 0.26 * mw))
+
+
 def design_moves(lm: np.ndarray) -> dict[str, np.ndarray]:
     """Per control, a (478, 2) displacement of every landmark at amplitude 1 (0 = stays put)."""
     n = len(lm)
@@ -51,12 +62,25 @@ def design_moves(lm: np.ndarray) -> dict[str, np.ndarray]:
     moves = {k: np.zeros((n, 2), np.float32) for k in CONTROLS}
 
     # Jaw: the lower lip and chin drop; the jaw line follows less towards its angles; the corners a little.
-    open_px = 0.26 * mw
+    open_px = jaw_opening(lm)
     jaw = moves["jaw"]
+    corner_drop = 0.25 * open_px  # the corners drop little: the lips stay joined there
+    # Across the mouth, per side: 0 at the lips' midline (13/14, off-centre in a turned face), 1 at that side's
+    # inner corner.
+    mid_x = float(lm[13, 0] + lm[14, 0]) / 2
+    left, right = sorted((float(lm[78, 0]), float(lm[308, 0])))
+    half_left, half_right = max(mid_x - left, 1.0), max(right - mid_x, 1.0)
+
+    def across(i: int) -> float:
+        dx = float(lm[i, 0]) - mid_x
+        return dx / half_right if dx >= 0 else -dx / half_left
+
     for i in set(A.LOWER_LIP_OUTER) | set(A.LOWER_LIP_INNER) | {18, 83, 313, 200, 199, 175, 201, 421, 194, 418}:
-        # The lower lip drops most in the middle: the opening is lens-shaped, not a slot with vertical ends.
-        rel = min(1.0, abs(lm[i, 0] - mouth_c[0]) / (mw / 2))
-        jaw[i] = (0, open_px * (0.65 + 0.35 * (1.0 - rel ** 2)))
+        # The lower lip drops most in the middle and moves as one piece (inner and outer edge alike, so it keeps
+        # its thickness): an elliptic profile over the inner corners, so the opening's ends taper into
+        # the lip corners instead of standing as vertical walls.
+        r = min(1.0, across(i) / 1.04)
+        jaw[i] = (0, corner_drop + (open_px - corner_drop) * np.sqrt(1.0 - r ** 2))
     jaw[list(A.JAW_LOWER)] = 0.0
     chin_x = lm[A.CHIN, 0]
     half = max(abs(lm[172, 0] - chin_x), abs(lm[397, 0] - chin_x), 1.0)
@@ -64,7 +88,7 @@ def design_moves(lm: np.ndarray) -> dict[str, np.ndarray]:
         w = 1.0 - 0.7 * min(1.0, abs(lm[i, 0] - chin_x) / half)
         jaw[i] = (0, 0.9 * open_px * w)
     for i in (61, 291, 78, 308):
-        jaw[i] = (np.sign(mouth_c[0] - lm[i, 0]) * 0.04 * mw, 0.45 * open_px)
+        jaw[i] = (np.sign(mouth_c[0] - lm[i, 0]) * 0.04 * mw, corner_drop)
     for i in set(A.UPPER_LIP_OUTER) | set(A.UPPER_LIP_INNER):
         if i not in (61, 291, 78, 308):
             rel = min(1.0, abs(lm[i, 0] - mouth_c[0]) / (mw / 2))

@@ -28,6 +28,10 @@ class ChatBackend(ABC):
 
     name: str = ""
     model: str = ""
+    # True: ``stream_chat`` also takes ``prefix=`` (the reply's opening, written into the assistant turn and
+    # continued by the model; llama.cpp). Server backends (Ollama, OpenAI-compatible) have no portable way to do it:
+    # they get the answer's form in the prompt's closing note instead.
+    continues_reply: bool = False
 
     @abstractmethod
     def stream_chat(self, messages: list[Message], *, temperature: float = 0.7, max_tokens: int = 120,

@@ -65,6 +65,7 @@ def load_llama(path: Path, n_ctx: int = 2048, n_threads: int | None = None) -> A
 
 class LlamaCppBackend(ChatBackend):
     name = "llamacpp"
+    continues_reply = True  # ``stream_chat(prefix=...)``: the model continues a reply that starts with ``prefix``
 
     def __init__(self, model_path: Path, n_ctx: int = 2048, n_threads: int | None = None,
                  loader: Callable[[], Any] | None = None, repeat_penalty: float = 1.1, copy_block: bool = True,
@@ -100,7 +101,10 @@ class LlamaCppBackend(ChatBackend):
 
     async def stream_chat(self, messages: list[Message], *, temperature: float = 0.7, max_tokens: int = 120,
                           stop: list[str] | None = None, seed: int | None = None,
-                          avoid_copying: str | None = None) -> AsyncIterator[str]:
+                          avoid_copying: str | None = None, prefix: str | None = None) -> AsyncIterator[str]:
+        """See ``ChatBackend.stream_chat``; ``prefix``: the reply starts with this text, written into the assistant
+        turn of the chat template so the model continues it (yielded first; ignored when the model's GGUF has no
+        chat template)."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         cancelled = threading.Event()
@@ -121,16 +125,27 @@ class LlamaCppBackend(ChatBackend):
                     processors = self._processors(llama, avoid_copying)
                     if processors:
                         kwargs["logits_processor"] = processors
-                    parts = llama.create_chat_completion(messages=messages, **kwargs)
+                    prompt = self._continued_prompt(llama, messages, prefix) if prefix else None
+                    if prompt is not None:
+                        tokens, template_stop = prompt
+                        kwargs["stop"] = [*(stop or []), *template_stop]
+                        parts = llama.create_completion(prompt=tokens, **kwargs)
+                    else:
+                        parts = llama.create_chat_completion(messages=messages, **kwargs)
+                    opening = prefix if prompt is not None else ""  # sent with the first generated piece
                     try:
                         for part in parts:
                             if cancelled.is_set():
                                 break
-                            piece = part["choices"][0]["delta"].get("content")
+                            choice = part["choices"][0]
+                            piece = choice["text"] if prompt is not None else choice["delta"].get("content")
                             if piece:
-                                put(piece)
+                                put(opening + piece)
+                                opening = ""
                     finally:
                         parts.close()
+                    if opening and not cancelled.is_set():
+                        put(opening)
                 put(_END)
             except BaseException as e:  # handed to the consumer
                 put(e)
@@ -149,6 +164,27 @@ class LlamaCppBackend(ChatBackend):
         finally:
             cancelled.set()
             await asyncio.shield(worker)  # the thread stops within one token; the model lock is free again
+
+    def _continued_prompt(self, llama: Any, messages: list[Message], prefix: str) -> tuple[list[int], list[str]] | None:
+        """The prompt tokens of ``messages`` in the model's chat template with the assistant turn opened and
+        ``prefix`` written into it (the same tokens ``create_chat_completion`` evaluates, so llama.cpp's cached
+        prefix still matches), and the template's stop strings; None when the GGUF has no chat template."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = (getattr(llama, "metadata", None) or {}).get("tokenizer.chat_template")
+        if not template:
+            return None
+
+        def token_text(token: int) -> str:
+            return llama._model.token_get_text(token) if token != -1 else ""
+
+        eos, bos = llama.token_eos(), llama.token_bos()
+        formatted = Jinja2ChatFormatter(template=template, eos_token=token_text(eos), bos_token=token_text(bos),
+                                        stop_token_ids=[eos])(messages=messages)
+        tokens = llama.tokenize((formatted.prompt + prefix).encode("utf-8"), add_bos=not formatted.added_special,
+                                special=True)
+        stops = formatted.stop if isinstance(formatted.stop, list) else [formatted.stop] if formatted.stop else []
+        return tokens, stops
 
     def _processors(self, llama: Any, avoid_copying: str | None) -> Any:
         """The decoding levers of ``nodes.think.backends.decoding`` for this reply (None: none)."""

@@ -70,11 +70,12 @@ class GuardLog(logging.Handler):
 def judge_turn(result: TurnResult, earlier: list[str]) -> list[str]:
     """The judges that fail on the avatar's reply to what the server heard (``earlier``: her replies before)."""
     from nodes.think import judges as J
+    from nodes.think.guard import instruction_texts
 
     if result.error or not result.turn:
         return []
     expect = J.Expectation(user_text=result.heard or result.said, language=result.lang,
-                           earlier_replies=tuple(earlier))
+                           earlier_replies=tuple(earlier), instructions=instruction_texts(result.lang))
     return [f.judge for f in J.judge_reply(result.reply, expect)]
 
 RATE = 16000

@@ -53,7 +53,7 @@ from nodes.think import judges as J  # noqa: E402
 from nodes.think.backends.select import BackendConfig, open_backend  # noqa: E402
 from nodes.think.conversation import Conversation  # noqa: E402
 from nodes.think.facts import extract_name  # noqa: E402
-from nodes.think.guard import ReplyGuard  # noqa: E402
+from nodes.think.guard import ReplyGuard, instruction_texts  # noqa: E402
 from nodes.think.memory import DialogMemory  # noqa: E402
 from nodes.think.persona import load_persona  # noqa: E402
 
@@ -267,7 +267,8 @@ async def run_dialog(dialog: Dialog, talk: Conversation, ears: Ears | None) -> D
                                person_facts=other, person_plans=tuple(known.get("plans", ())), max_sentences=None if turn.long_ok else 3,
                                earlier_replies=tuple(r.reply for r in replies),
                                stranger_names=talk.persona.stranger_names(),
-                               fallback_lines=tuple(talk.persona.fallback.values()))
+                               fallback_lines=tuple(talk.persona.fallback.values()),
+                               instructions=instruction_texts(turn.lang))
         raw = timing.raw_text if (report is None or (not report.fallback and not report.cut)) else text
         failures = J.judge_reply(text, expect, raw=raw)
         recall = {kind: J.recalls(text, known.get(kind, ["\x00"])) for kind in turn.asks}

@@ -296,3 +296,13 @@ async def test_a_lone_certainly_is_left_unsaid_without_a_retry() -> None:
     assert said == "My favourite place is the old harbour at dawn."
     assert conversation.last_guard.retries == 0 and len(backend.prompts) == 1
     assert conversation.last_timing.reply == said  # what the memory and the benchmark see
+
+
+async def test_a_reply_that_reads_out_her_instructions_is_regenerated_or_cut() -> None:
+    """Seen in the conversation benchmark: after a retry she read the guard's correction out loud."""
+    backend = ScriptedBackend(["Когда собеседник спрашивает о себе, говори то, что знаешь о нём.",
+                               "Я Алиса, а тебя как зовут?"])
+    assert await spoken(talk(backend), "Привет, как тебя зовут?") == "Я Алиса, а тебя как зовут?"
+    assert len(backend.prompts) == 2  # the first try was thrown away unspoken
+    backend = ScriptedBackend(["Я Алиса. Когда собеседник спрашивает о себе, говори о своей жизни."])
+    assert await spoken(talk(backend), "Привет, как тебя зовут?") == "Я Алиса."  # cut before the leak

@@ -272,3 +272,18 @@ def test_a_lone_filler_word_before_a_whole_sentence() -> None:
     assert not J.lone_filler("Sure!", "Start slowly, twice a week.")  # not a filler on its own
     assert not J.lone_filler("Certainly!", "Here is a tip.")  # the rest is a filler too
     assert not J.lone_filler("Certainly!", "Yes.")  # not a sentence of its own
+
+
+def test_instruction_leak_and_living_in_the_app() -> None:
+    from nodes.think.guard import instruction_texts
+
+    ru, en = instruction_texts("ru"), instruction_texts("en")
+    assert J.instruction_leak("Я Алиса. Когда собеседник спрашивает о себе, говори о своей жизни.", ru)
+    assert J.instruction_leak("Sure. When the person asks about your day, answer from your own life.", en)
+    assert J.instruction_leak("Я люблю читать книги о путешествиях и о жизни.", ru) is None
+    assert J.instruction_leak("Tell me about your day! What do you like to do?", en) is None
+    expect = J.Expectation("Где ты живёшь?", "ru", instructions=ru)
+    assert [f.judge for f in J.judge_reply("Я живу в этом приложении.", expect)] == ["character_break"]
+    assert J.judge_reply("Я живу в Казани, у самой Волги.", expect) == []
+    assert J.character_break("I live in the app, so no weather for me.")
+    assert J.character_break("I live in a small flat in Leeds.") is None

@@ -244,3 +244,23 @@ async def test_the_in_process_model_is_pinned_by_the_run_that_uses_it(small_mode
     await node.run(ctx2, text="Hi again!", backend="llamacpp", model=small_model, max_tokens=8)
     (info,) = [i for i in manager.loaded() if i.id.startswith("llm:")]
     assert info.pinned_by == (ctx2.owner,)  # pinned by the new run only, the model not loaded again
+
+
+def test_the_talk_pages_language_reaches_the_listener_and_the_persona() -> None:
+    """The Talk page's language choice is written into the listen nodes (heard in it) and LLMPersona (its prompt is
+    pre-evaluated in it, so an English first turn is not a cold ~15 s prompt evaluation)."""
+    import json
+    from types import SimpleNamespace
+
+    from engine.graph.registry import NodeRegistry
+    from server.talk.options import personalise
+    from server.talk.protocol import StartMessage
+
+    registry = NodeRegistry()
+    registry.discover("nodes")
+    prompt = json.loads((Path(__file__).resolve().parent.parent / "workflows" / "avatar_chat.api.json").read_text())
+    out = personalise(prompt, SimpleNamespace(registry=registry), StartMessage(type="start", language="en",
+                                                                              photo="x.png"))
+    set_to = {node["class_type"]: node["inputs"].get("language") for node in out.values()}
+    assert set_to["LLMPersona"] == "en"
+    assert any(registry.nodes[k].CATEGORY == "avatar/listen" and v == "en" for k, v in set_to.items())

@@ -19,7 +19,7 @@ from nodes.think import judges
 from nodes.think.backends.base import ChatBackend
 from nodes.think.emotion import label_emotion
 from nodes.think.facts import fact_stems, recall_opening
-from nodes.think.guard import RETRY_ONCE, GuardReport, ReplyGuard, describe, log_retry
+from nodes.think.guard import RETRY_ONCE, GuardReport, ReplyGuard, describe, instruction_texts, log_retry
 from nodes.think.memory import DialogMemory
 from nodes.think.persona import Persona
 from nodes.think.prompt import Prompt, build_prompt, conversation_language
@@ -190,7 +190,9 @@ class Conversation:
             start = next((i for i, m in enumerate(prompt.messages) if m["role"] == "system"
                           and m["content"] == prompt.about), len(prompt.messages))
             earlier = tuple(m["content"] for m in prompt.messages[start:] if m["role"] == "assistant")
-        return judges.Expectation(user_text=user_text, language=detect_language(user_text) or "",
+        language = detect_language(user_text) or ""
+        told_her = instruction_texts(language) + ((prompt.note,) if prompt is not None and prompt.note else ())
+        return judges.Expectation(user_text=user_text, language=language, instructions=told_her,
                                   own_names=own, person_name=person, earlier_replies=earlier,
                                   person_facts=tuple(s for s in fact_stems(list(told))
                                                      if s not in {judges.stem(n) for n in own}),

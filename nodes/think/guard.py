@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from nodes.think import judges
 from nodes.think.persona import Persona
+from nodes.think.prompt import instruction_texts as prompt_instructions
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +111,16 @@ class ReplyGuard:
         return " ".join(notes)
 
 
+def instruction_texts(language: str | None) -> tuple[str, ...]:
+    """What she is told and must never read out: the prompt's own instructions (``prompt.instruction_texts``) and
+    the guard's corrections, in ``language``."""
+    lang = language if language in _CORRECTIONS else "en"
+    return (*prompt_instructions(lang), *_CORRECTIONS[lang].values())
+
+
 def _judge(text: str, expect: judges.Expectation) -> list[judges.Failure]:
     out = []
-    reason = judges.character_break(text)
+    reason = judges.character_break(text) or judges.instruction_leak(text, expect.instructions)
     if reason:
         out.append(judges.Failure("character_break", reason))
     reason = judges.echo(text, expect.user_text)

@@ -60,6 +60,8 @@ _BREAK = _phrases(
     r"\bi (?:don't|do not) (?:have|experience) (?:a|any) (?:physical|personal|real)\b",
     r"\b(?:i'm|i am) not (?:a real person|a human|human|capable of (?:feeling|emotions))\b",
     r"\bi (?:don't|do not) have the (?:ability|capacity) to (?:feel|experience|taste|eat|travel|go)\b",
+    r"\bi (?:live|exist|am|'m) (?:only )?(?:in|inside) (?:this|the|an?|your) (?:app|application|computer|server|"
+    r"cloud|program|device|phone|chat|screen)\b",
     r"\bhow (?:can|may) i (?:help|assist) you\b", r"\b(?:anything|something) else i can (?:help|assist)",
     r"\bi'm here to (?:help|assist)\b", r"\bi am here to (?:help|assist)\b",
     # Russian
@@ -74,6 +76,8 @@ _BREAK = _phrases(
     r"\bя не (?:человек|живой человек|настоящий человек)\b",
     r"\bу меня нет (?:возможности|способности) (?:чувствовать|испытывать|путешествовать|есть|ходить)",
     r"\bобучен(?:а|ная|ный)? на (?:данных|текстах)",
+    r"\b(?:живу|нахожусь|существую) (?:только )?(?:в|внутри) (?:этом |этой |этого |твоем |твоей |вашем |вашей )?"
+    r"(?:приложени|компьютер|сервер|облак|программ|телефон|устройств|чат|экран)",
     r"\bчем (?:я )?могу (?:вам |тебе )?помочь\b", r"\bя здесь,? чтобы (?:помочь|помогать)",
 )
 
@@ -82,6 +86,19 @@ def character_break(reply: str) -> str | None:
     """The assistant-like phrase that breaks her character, or None."""
     m = _BREAK.search(normalise(reply))
     return m.group(0) if m else None
+
+
+def instruction_leak(reply: str, instructions: Sequence[str], n: int = 5) -> str | None:
+    """The words of her own instructions (the prompt's notes, the guard's corrections) that ``reply`` reads out
+    ("Когда собеседник спрашивает о себе, говори ..."): a run of ``n`` words shared with one of them, or None."""
+    said = _ngrams(words(reply), n)
+    if not said:
+        return None
+    for text in instructions:
+        common = said & _ngrams(words(text), n)
+        if common:
+            return f"reads out her instructions: {' '.join(min(common))!r}"
+    return None
 
 
 # ------------------------------------------------------------------ echo
@@ -516,6 +533,7 @@ class Expectation:
     earlier_replies: tuple[str, ...] = ()  # her replies so far in this dialog
     stranger_names: tuple[str, ...] = ()  # names of the people in the persona's example exchanges
     fallback_lines: tuple[str, ...] = ()  # the persona's "I lost my thought" lines: said when every try failed
+    instructions: tuple[str, ...] = ()  # texts she is told and must never say (``guard.instruction_texts``)
 
 
 def judge_reply(reply: str, expect: Expectation, raw: str | None = None) -> list[Failure]:
@@ -530,7 +548,7 @@ def judge_reply(reply: str, expect: Expectation, raw: str | None = None) -> list
         return [Failure("empty", "she said nothing")]
     if reply.strip() in expect.fallback_lines:  # not an answer, and not a claim about anyone either
         return [Failure("fallback", "she said her fallback line instead of an answer")]
-    add("character_break", character_break(reply))
+    add("character_break", character_break(reply) or instruction_leak(reply, expect.instructions))
     add("echo", echo(reply, expect.user_text))
     add("self_repeat", repeats_herself_needlessly(reply, expect))
     add("identity_swap", identity_swap(reply, expect.own_names, expect.person_name, expect.user_text)

@@ -63,6 +63,11 @@ class LLMPersona(Node):
                       tooltip="reply guard: how often a reply whose first sentence breaks character, echoes the "
                               "person, is in the wrong language or swaps identities is generated again before it "
                               "is spoken (0: speak the first try)"),
+        Input.combo("language", ["auto", "ru", "en"], default="auto",
+                    tooltip="live sessions: the language the person speaks, when known (the Talk page's choice): "
+                            "the persona prompt is evaluated in it before the first message, so the first reply "
+                            "starts in about a second; auto: the persona's own language (another language makes "
+                            "the first reply evaluate its prompt then: ~10-20 s on a 2-core CPU)"),
     )
     OUTPUTS = (Output("reply", T.TEXT, tooltip="the whole answer (one-shot; empty in live sessions)"),
                Output("sentences", T.TEXT_STREAM))
@@ -81,8 +86,8 @@ class LLMPersona(Node):
     async def run(self, ctx: NodeContext, text: str | None = None, text_stream: Any = None,
                   persona: str = DEFAULT_PERSONA, backend: str = "auto", model: str = "", server_url: str = "",
                   conversation: str = "", temperature: float = 0.7, max_tokens: int = 120,
-                  context_tokens: int = 1536, greet: bool = False,
-                  guard_retries: int = 2) -> tuple[str, AsyncIterator[TextChunk]]:
+                  context_tokens: int = 1536, greet: bool = False, guard_retries: int = 2,
+                  language: str = "auto") -> tuple[str, AsyncIterator[TextChunk]]:
         if text is None and text_stream is None:
             raise NodeInputError("text", "connect a message to 'text' (one-shot) or 'text_stream' (live session)")
         try:
@@ -99,17 +104,18 @@ class LLMPersona(Node):
                 raise NodeInputError("text", "the message is empty: there is nothing to answer")
             reply, chunks = await talk.reply_text(str(text))
             return reply, _replay(chunks)
-        return "", self._live(ctx, talk, text_stream, greet)
+        return "", self._live(ctx, talk, text_stream, greet, language)
 
     # ------------------------------------------------------------------ live session
 
     async def _live(self, ctx: NodeContext, talk: Conversation, text_stream: Any,
-                    greet: bool) -> AsyncIterator[TextChunk]:
+                    greet: bool, language: str = "auto") -> AsyncIterator[TextChunk]:
         inbox = _TurnInbox()
         reader = asyncio.create_task(inbox.fill(text_stream), name=f"llm-input-{ctx.node_id}")
         # evaluate the persona prompt while the person is still speaking: the first reply then starts in about a
         # second instead of the ~10-20 s a cold 600-token prompt takes on a 2-core CPU
-        warming = asyncio.create_task(_prewarm(ctx, talk), name=f"llm-prewarm-{ctx.node_id}")
+        languages = (language,) if language in ("ru", "en") else None  # None: the persona's own language
+        warming = asyncio.create_task(_prewarm(ctx, talk, languages), name=f"llm-prewarm-{ctx.node_id}")
         counter = 0
         try:
             if greet and talk.persona.greeting:
@@ -222,9 +228,9 @@ class _TurnInbox:
         return any(item is not self.END and _text_of(item).strip() for item in self._items)
 
 
-async def _prewarm(ctx: NodeContext, talk: Conversation) -> None:
+async def _prewarm(ctx: NodeContext, talk: Conversation, languages: tuple[str, ...] | None = None) -> None:
     try:
-        await talk.prewarm()
+        await talk.prewarm(languages)
     except asyncio.CancelledError:
         raise
     except Exception as e:  # a warm-up only: the first reply evaluates the whole prompt itself

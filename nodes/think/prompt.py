@@ -99,6 +99,13 @@ _ASKS_ABOUT_YOU = re.compile(r"\b(?:you|your|yours|yourself|ты|тебя|теб
                              re.IGNORECASE)
 
 
+def instruction_texts(language: str | None) -> tuple[str, ...]:
+    """The prompt's instructions to her in ``language`` (the literal parts of its labels, without the names and
+    facts put into them): she must never read them out (``judges.instruction_leak``)."""
+    return tuple(piece.strip() for label in _labels(language).values()
+                 for piece in re.split(r"\{[a-z_]+\}", label) if len(piece.split()) >= 3)
+
+
 def _labels(language: str | None) -> dict[str, str]:
     return _LABELS.get(language or "en", _LABELS["en"])
 

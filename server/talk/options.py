@@ -167,8 +167,9 @@ def personalise(prompt: dict[str, Any], runtime: Runtime, start: StartMessage) -
                 inputs["persona"] = start.persona
             elif spec.name == voice and start.voice:
                 inputs[voice] = start.voice
-            elif spec.name == "language" and start.language and cls.CATEGORY == "avatar/listen":
-                inputs["language"] = start.language  # the session's spoken language (auto / ru / en)
+            elif spec.name == "language" and start.language and cls.CATEGORY in ("avatar/listen", "avatar/think"):
+                inputs["language"] = start.language  # the session's spoken language (auto / ru / en): heard in it,
+                # and the persona prompt is evaluated in it before the first message
             elif spec.upload == "image" and photo:
                 inputs[spec.name] = photo
     return prompt

@@ -32,7 +32,7 @@ class StartMessage(pydantic.BaseModel):
     persona: Name = ""
     photo: Name = ""
     voice: Name = ""
-    language: Literal["", "auto", "ru", "en"] = ""  # the session's spoken language (the listen nodes' `language`)
+    language: Literal["", "auto", "ru", "en"] = ""  # the spoken language (the listen and LLM nodes' `language`)
     workflow: Name = ""
     sample_rate: int = pydantic.Field(MIC_RATE, ge=1, le=384_000)
 

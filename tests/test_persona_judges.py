@@ -287,3 +287,15 @@ def test_instruction_leak_and_living_in_the_app() -> None:
     assert J.judge_reply("Я живу в Казани, у самой Волги.", expect) == []
     assert J.character_break("I live in the app, so no weather for me.")
     assert J.character_break("I live in a small flat in Leeds.") is None
+
+
+@pytest.mark.parametrize("reply", ["As an avatar, my day is filled with answering questions.", "I'm just a talking avatar.",
+                                   "Я дружелюбная девушка, живущая в этом приложении как говорящий аватар.",
+                                   "Как аватар, я не гуляю."])
+def test_calling_herself_an_avatar_breaks_character(reply: str) -> None:
+    assert J.character_break(reply)
+
+
+@pytest.mark.parametrize("reply", ["My avatar on the forum is a cat.", "Я живу в Москве, у самой реки."])
+def test_an_avatar_or_a_home_is_not_a_break_in_itself(reply: str) -> None:
+    assert J.character_break(reply) is None

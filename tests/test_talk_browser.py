@@ -67,8 +67,10 @@ def speech_wav(tmp: Path, text: str, voice: str, lead_s: float = 1.0, tail_s: fl
 
 
 async def run_page(url: str, wav: Path, workflow: str, until_turn_played: int = 1, timeout_s: float = 120.0,
-                   screenshot: Path | None = None, viewport: dict[str, int] | None = None) -> dict[str, Any]:
-    """Open the Talk page, press Start, wait until turn ``until_turn_played`` has played; what the page saw."""
+                   screenshot: Path | None = None, viewport: dict[str, int] | None = None,
+                   language: str | None = None) -> dict[str, Any]:
+    """Open the Talk page (choosing ``language`` under "I speak" when given), press Start, wait until turn
+    ``until_turn_played`` has played; what the page saw."""
     from playwright.async_api import async_playwright
 
     received: list[dict[str, Any]] = []
@@ -99,6 +101,8 @@ async def run_page(url: str, wav: Path, workflow: str, until_turn_played: int = 
             await page.goto(f"{url}/talk/?raw=1")
             await page.wait_for_function("document.querySelectorAll('select').length >= 4", timeout=20000)
             await page.select_option("select[aria-label=workflow]", workflow)
+            if language is not None:
+                await page.select_option("select[aria-label=language]", language)
             await page.click("[data-testid=connect]")
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline:
@@ -165,8 +169,9 @@ async def test_talk_page_with_test_doubles(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 async def test_talk_page_real_stack(tmp_path, monkeypatch):
-    """The default stack, English: the utterance is transcribed correctly and the avatar answers with audio and
-    frames; prints end of speech -> first played frame / first audio sample (ms) and saves docs/talk.png."""
+    """The default stack, English chosen under "I speak": the utterance is transcribed correctly and the avatar
+    answers with audio and frames; prints end of speech -> first played frame / first audio sample (ms) and saves
+    talk.png (scripts/docs_screenshots.py copies it into docs/)."""
     _need_browser()
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed")
@@ -184,7 +189,10 @@ async def test_talk_page_real_stack(tmp_path, monkeypatch):
         await warm.send({"type": "text", "text": "Hi!"})
         await warm.wait_for(lambda m: m["type"] == "transcript" and m["role"] == "avatar" and m["final"], 300)
         await warm.close()
-        seen = await run_page(srv.url, wav, "avatar_chat", timeout_s=240, screenshot=screenshot_dir(tmp_path) / "talk.png")
+        seen = await run_page(srv.url, wav, "avatar_chat", timeout_s=240, screenshot=screenshot_dir(tmp_path) / "talk.png",
+                              language="en")
+    starts = [m for m in seen["sent"] if m.get("type") == "start"]
+    assert starts and starts[0].get("language") == "en", starts  # the page sends the choice with Start
     errors = [m for m in seen["received"] if m.get("type") == "error"]
     assert not errors, errors
     users = [m for m in seen["received"] if m.get("type") == "transcript" and m["role"] == "user" and m["final"]]

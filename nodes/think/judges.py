@@ -60,8 +60,10 @@ _BREAK = _phrases(
     r"\bi (?:don't|do not) (?:have|experience) (?:a|any) (?:physical|personal|real)\b",
     r"\b(?:i'm|i am) not (?:a real person|a human|human|capable of (?:feeling|emotions))\b",
     r"\bi (?:don't|do not) have the (?:ability|capacity) to (?:feel|experience|taste|eat|travel|go)\b",
-    r"\bi (?:live|exist|am|'m) (?:only )?(?:in|inside) (?:this|the|an?|your) (?:app|application|computer|server|"
-    r"cloud|program|device|phone|chat|screen)\b",
+    r"\b(?:i |who )?(?:live|lives|living|exist|exists|existing|am|'m) (?:only )?(?:in|inside) (?:this|the|an?|your) "
+    r"(?:app|application|computer|server|cloud|program|device|phone|chat|screen)\b",
+    r"\bas an? (?:talking |virtual |digital |animated )?avatar\b",
+    r"\b(?:i'm|i am) (?:just |only )?(?:an? )?(?:talking |virtual |digital |animated )?avatar\b",
     r"\bhow (?:can|may) i (?:help|assist) you\b", r"\b(?:anything|something) else i can (?:help|assist)",
     r"\bi'm here to (?:help|assist)\b", r"\bi am here to (?:help|assist)\b",
     # Russian
@@ -76,7 +78,10 @@ _BREAK = _phrases(
     r"\bя не (?:человек|живой человек|настоящий человек)\b",
     r"\bу меня нет (?:возможности|способности) (?:чувствовать|испытывать|путешествовать|есть|ходить)",
     r"\bобучен(?:а|ная|ный)? на (?:данных|текстах)",
-    r"\b(?:живу|нахожусь|существую) (?:только )?(?:в|внутри) (?:этом |этой |этого |твоем |твоей |вашем |вашей )?"
+    r"\bкак (?:говорящий |виртуальный |цифровой )?аватар\b",
+    r"\bя (?:[—-] )?(?:всего лишь |просто |лишь )?(?:говорящий |виртуальный |цифровой )?аватар\b",
+    r"\b(?:живу|живет|живущая|живущий|нахожусь|находящаяся|существую) (?:только )?(?:в|внутри) "
+    r"(?:этом |этой |этого |твоем |твоей |вашем |вашей )?"
     r"(?:приложени|компьютер|сервер|облак|программ|телефон|устройств|чат|экран)",
     r"\bчем (?:я )?могу (?:вам |тебе )?помочь\b", r"\bя здесь,? чтобы (?:помочь|помогать)",
 )

@@ -306,3 +306,17 @@ async def test_a_reply_that_reads_out_her_instructions_is_regenerated_or_cut() -
     assert len(backend.prompts) == 2  # the first try was thrown away unspoken
     backend = ScriptedBackend(["Я Алиса. Когда собеседник спрашивает о себе, говори о своей жизни."])
     assert await spoken(talk(backend), "Привет, как тебя зовут?") == "Я Алиса."  # cut before the leak
+
+
+async def test_the_right_answer_about_the_person_is_not_taken_for_reading_out_instructions(tmp_path: Path) -> None:
+    """The closing note tells her the person's facts and the answer's form ("You work as a nurse."); saying that
+    answer is the point, not a leak of her instructions."""
+    with Store(tmp_path / "m.sqlite") as store:
+        memory = DialogMemory(store, "s")
+        memory.add("user", "Hi, I'm Kate and I work as a nurse in Leeds.")
+        memory.add("assistant", "Nice to meet you, Kate!")
+        backend = ScriptedBackend(["You work as a nurse in Leeds, Kate."])
+        conversation = talk(backend, memory)
+        said, _ = await conversation.reply_text("What do I do for a living?", turn_id=3)
+    assert said == "You work as a nurse in Leeds, Kate."
+    assert conversation.last_guard is not None and conversation.last_guard.retries == 0

@@ -191,8 +191,8 @@ class Conversation:
                           and m["content"] == prompt.about), len(prompt.messages))
             earlier = tuple(m["content"] for m in prompt.messages[start:] if m["role"] == "assistant")
         language = detect_language(user_text) or ""
-        told_her = instruction_texts(language) + ((prompt.note,) if prompt is not None and prompt.note else ())
-        return judges.Expectation(user_text=user_text, language=language, instructions=told_her,
+        # not the closing note: it carries the person's facts and the right answer's words ("You work as a nurse")
+        return judges.Expectation(user_text=user_text, language=language, instructions=instruction_texts(language),
                                   own_names=own, person_name=person, earlier_replies=earlier,
                                   person_facts=tuple(s for s in fact_stems(list(told))
                                                      if s not in {judges.stem(n) for n in own}),

@@ -36,17 +36,23 @@ SHEET = ROOT / "docs" / "face_contact_sheet.png"
 TILE = 224  # pixels per frame on the contact sheet
 
 
-def load_lipsync():
-    """benchmarks/lipsync.py as a module (benchmarks/ is not a package; its other files must not shadow ours)."""
+def _benchmark_module(name: str, file: str):
+    """``benchmarks/<file>`` as the module ``name`` (benchmarks/ is not a package; its other files must not shadow
+    ours), loaded once."""
     import importlib.util
 
-    if "face_lipsync_benchmark" in sys.modules:
-        return sys.modules["face_lipsync_benchmark"]
-    spec = importlib.util.spec_from_file_location("face_lipsync_benchmark", ROOT / "benchmarks" / "lipsync.py")
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / file)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def load_lipsync():
+    """benchmarks/lipsync.py as a module."""
+    return _benchmark_module("face_lipsync_benchmark", "lipsync.py")
 
 
 def rss_mb() -> float:
@@ -169,15 +175,7 @@ def _sheet_rows(face):
 
 def load_portraits():
     """benchmarks/face_portraits.py as a module (the portraits, their sources and licences, and their groups)."""
-    import importlib.util
-
-    if "face_portraits_benchmark" in sys.modules:
-        return sys.modules["face_portraits_benchmark"]
-    spec = importlib.util.spec_from_file_location("face_portraits_benchmark", ROOT / "benchmarks" / "face_portraits.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return _benchmark_module("face_portraits_benchmark", "face_portraits.py")
 
 
 _P = load_portraits()

@@ -21,7 +21,7 @@ def _morph() -> Any:
 
 
 def normalise(text: str) -> str:
-    """As ``nodes.think.judges.normalise``: lower case, ё as е, plain apostrophes, single spaces."""
+    """Lower case, ё as е, typographic apostrophes as plain ones, single spaces (the judges' form of a text)."""
     return " ".join(text.lower().replace("ё", "е").replace("’", "'").split())
 
 

@@ -18,7 +18,6 @@ and by ``benchmarks/persona.py`` on whole replies. Each judge returns a short re
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -26,15 +25,14 @@ from typing import Any
 
 from nodes.common.text import detect_language, split_sentences
 from nodes.think.claims import claims_fact, claims_plan  # noqa: F401  (judges of their own module)
+from nodes.think.claims import normalise
+from nodes.think.perspective import morph as _morph
 
 # ------------------------------------------------------------------ helpers
 
 _WORD = re.compile(r"[a-zа-яё0-9]+(?:['’][a-z]+)?", re.IGNORECASE)
 
 
-def normalise(text: str) -> str:
-    """Lower case, ё as е, typographic apostrophes as plain ones, single spaces."""
-    return " ".join(text.lower().replace("ё", "е").replace("’", "'").split())
 
 
 def words(text: str) -> list[str]:
@@ -398,13 +396,6 @@ def filler_opening(reply: str) -> str | None:
 
 # ------------------------------------------------------------------ Russian self-reference
 
-@functools.lru_cache(maxsize=1)
-def _morph() -> Any:
-    try:
-        import pymorphy3
-    except ImportError as e:  # pragma: no cover - pinned in requirements/llm.txt
-        raise RuntimeError("pymorphy3 is not installed: pip install -r requirements/llm.txt") from e
-    return pymorphy3.MorphAnalyzer(lang="ru")
 
 
 # words that may stand between "я" and the gendered word: "я тоже очень рада", "я так устала", "я уже была"

@@ -34,8 +34,11 @@ _MY_RU = re.compile(r"^мо(?:й|я|ё|е|и|его|ей|ему|им|ем|ю|и�
 
 @functools.lru_cache(maxsize=1)
 def morph() -> Any:
-    import pymorphy3  # pinned in requirements/llm.txt (the judges use it too)
-
+    """The one Russian morphology analyser of the persona (perspective, facts, judges)."""
+    try:
+        import pymorphy3
+    except ImportError as e:  # pragma: no cover - pinned in requirements/llm.txt
+        raise RuntimeError("pymorphy3 is not installed: pip install -r requirements/llm.txt") from e
     return pymorphy3.MorphAnalyzer(lang="ru")
 
 

@@ -14,6 +14,7 @@ The guard works on text only, so every backend (llama.cpp, Ollama, OpenAI-compat
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 
@@ -111,6 +112,7 @@ class ReplyGuard:
         return " ".join(notes)
 
 
+@functools.lru_cache(maxsize=4)
 def instruction_texts(language: str | None) -> tuple[str, ...]:
     """What she is told and must never read out: the prompt's own instructions (``prompt.instruction_texts``) and
     the guard's corrections, in ``language``."""
